@@ -1,0 +1,207 @@
+"""Shape and dtype propagation through a traced graph, without running real convolutions.
+
+The graph runs on tensors that carry shape, dtype and device but no data, so analysing a model
+costs almost no compute and works when its weights live on the ``meta`` device. The model's own
+parameters and buffers are swapped for data-free ones for the duration, which also keeps
+BatchNorm's running statistics untouched in training mode. Three modes are tried in turn:
+
+1. ``meta``: every tensor on the meta device; the fastest (C++ shape functions only).
+2. ``fake``: ``FakeTensorMode``, which keeps each tensor's real device, for models that create
+   tensors on the CPU inside ``forward`` and combine them with their inputs (meta and CPU
+   tensors do not mix).
+3. ``real``: code whose result depends on tensor *values* (``if x.sum() > 0`` inside a leaf
+   module) cannot run without data; such models get one real no-grad pass on random inputs, with
+   buffers cloned and the random-number state restored afterwards. Models whose weights are on
+   the meta device cannot, and get the first error instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import torch
+from torch import fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.utils.stateless import _reparametrize_module
+
+from .errors import ShapePropagationError
+
+__all__ = ["ValueInfo", "propagate_shapes"]
+
+
+class ValueInfo(NamedTuple):
+    """What one node produced.
+
+    ``kind`` is ``"tensor"``, ``"tuple"``, ``"list"``, ``"dict"``, ``"scalar"``, ``"none"`` or
+    ``"other"``. ``shape`` is a tuple of ints for a tensor; for a tuple or list, a tuple with one
+    shape per element (``None`` for non-tensors, nested for nested containers); for a dict, a dict
+    of shapes. ``dtype`` is the tensor's dtype name (``"float32"``), or that of a container's first
+    tensor element.
+    """
+
+    kind: str
+    shape: Any
+    dtype: str | None
+
+
+def describe_value(value: Any) -> ValueInfo:
+    """Summarise a node's output as a :class:`ValueInfo`."""
+    if isinstance(value, torch.Tensor):
+        return ValueInfo("tensor", tuple(int(d) for d in value.shape), _dtype_name(value.dtype))
+    if isinstance(value, (tuple, list)):
+        items = [describe_value(v) for v in value]
+        kind = "list" if isinstance(value, list) else "tuple"
+        return ValueInfo(kind, tuple(i.shape for i in items), _first_dtype(items))
+    if isinstance(value, dict):
+        items = {str(k): describe_value(v) for k, v in value.items()}
+        return ValueInfo(
+            "dict", {k: i.shape for k, i in items.items()}, _first_dtype(list(items.values()))
+        )
+    if isinstance(value, (bool, int, float, complex, torch.SymInt)):
+        return ValueInfo("scalar", None, None)
+    if value is None:
+        return ValueInfo("none", None, None)
+    return ValueInfo("other", None, None)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _first_dtype(items: list[ValueInfo]) -> str | None:
+    return next((i.dtype for i in items if i.dtype is not None), None)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the graph and keeps a :class:`ValueInfo` per node, naming the node that fails."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        super().__init__(graph_module, garbage_collect_values=True)
+        self.infos: dict[str, ValueInfo] = {}
+
+    def run_node(self, node: fx.Node) -> Any:
+        try:
+            result = super().run_node(node)
+        except ShapePropagationError:
+            raise
+        except Exception as error:
+            raise _node_failure(node, self.module, error) from error
+        info = describe_value(result)
+        self.infos[node.name] = info
+        # Error messages quote the shapes of a failing node's inputs.
+        node.meta["tapfinder_shape"] = info.shape
+        return result
+
+
+def _node_failure(node: fx.Node, graph_module: fx.GraphModule, error: Exception) -> Exception:
+    inputs = ", ".join(
+        f"{arg.name}: {tuple(arg.meta['tapfinder_shape'])}"
+        for arg in node.all_input_nodes
+        if isinstance(arg.meta.get("tapfinder_shape"), tuple)
+    )
+    what = node.target if node.op != "call_module" else (
+        f"{node.target} ({type(graph_module.get_submodule(node.target)).__name__})"
+    )
+    message = str(error).strip().splitlines()
+    return ShapePropagationError(
+        f"Running the model on the example inputs' shapes failed at node {node.name!r} "
+        f"[{node.op} {what}]: {type(error).__name__}: {message[0] if message else ''}\n"
+        f"  input shapes: {inputs or 'n/a'}\n"
+        "Check that example_inputs has the rank, sizes and dtype the model expects "
+        "(a batch of 2 avoids BatchNorm's 'more than 1 value per channel' error in training mode)."
+    )
+
+
+def propagate_shapes(
+    graph_module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...]
+) -> tuple[dict[str, ValueInfo], str]:
+    """Return a :class:`ValueInfo` per node name and the mode that worked.
+
+    The mode is ``"meta"``, ``"fake"`` or ``"real"`` (see the module docstring).
+
+    Raises
+    ------
+    ShapePropagationError
+        Naming the node that failed, its inputs' shapes and what to check. When every mode
+        fails, the error is the first one's: later modes only add fallbacks for model code.
+    """
+    modes = ["meta", "fake"]
+    if not any(t.is_meta for t in [*graph_module.parameters(), *graph_module.buffers()]):
+        modes.append("real")
+    first_error: ShapePropagationError | None = None
+    for mode in modes:
+        try:
+            return _run(graph_module, example_inputs, mode), mode
+        except ShapePropagationError as error:
+            first_error = first_error or error
+    assert first_error is not None
+    raise first_error
+
+
+def _run(
+    graph_module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...], mode: str
+) -> dict[str, ValueInfo]:
+    recorder = _Recorder(graph_module)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        if mode == "meta":
+            state = _data_free_state(graph_module, torch.device("meta"))
+            inputs = tuple(_data_free_input(t, torch.device("meta")) for t in example_inputs)
+            with _swapped_state(graph_module, state):
+                recorder.run(*inputs)
+        elif mode == "fake":
+            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+            device = _analysis_device(graph_module)
+            with fake_mode:
+                state = _data_free_state(graph_module, device)
+                inputs = tuple(_data_free_input(t, device) for t in example_inputs)
+            with _swapped_state(graph_module, state), fake_mode:
+                recorder.run(*inputs)
+        else:
+            state = {name: buffer.clone() for name, buffer in graph_module.named_buffers()}
+            inputs = tuple(_real_input(t) for t in example_inputs)
+            with _swapped_state(graph_module, state):
+                recorder.run(*inputs)
+    return recorder.infos
+
+
+def _analysis_device(graph_module: fx.GraphModule) -> torch.device:
+    for tensor in [*graph_module.parameters(), *graph_module.buffers()]:
+        if not tensor.is_meta:
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _data_free_state(
+    graph_module: fx.GraphModule, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Stand-ins for every parameter and buffer: meta tensors, or fake ones under a fake mode."""
+    state = {}
+    for name, tensor in [*graph_module.named_parameters(), *graph_module.named_buffers()]:
+        target = device if tensor.is_meta or device.type == "meta" else tensor.device
+        state[name] = torch.empty_strided(
+            tensor.shape, tensor.stride(), dtype=tensor.dtype, device=target
+        )
+    return state
+
+
+def _data_free_input(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    target = device if tensor.is_meta or device.type == "meta" else tensor.device
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device=target)
+
+
+def _real_input(tensor: torch.Tensor) -> torch.Tensor:
+    if not tensor.is_meta:
+        return tensor
+    if tensor.dtype.is_floating_point:
+        return torch.randn(tensor.shape, dtype=tensor.dtype)
+    return torch.zeros(tensor.shape, dtype=tensor.dtype)
+
+
+@contextmanager
+def _swapped_state(
+    graph_module: fx.GraphModule, state: dict[str, torch.Tensor]
+) -> Iterator[None]:
+    with _reparametrize_module(graph_module, state, tie_weights=True):
+        yield

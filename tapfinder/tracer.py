@@ -1,0 +1,305 @@
+"""Symbolic tracing that records module scopes and makes untraceable submodules leaves.
+
+``torch.fx`` stops at the first Python construct it cannot follow symbolically (``if x.sum() > 0``,
+``for i in range(x.shape[0])`` with a proxy, a call into numpy). Instead of failing the whole
+model, :class:`ScopeTracer` catches the failure at the innermost submodule whose ``forward`` raised
+it, erases the nodes that forward had started to record, and records that submodule as one opaque
+``call_module`` node ("auto-leaf"). Everything around it keeps its full detail, and the trace needs
+a single pass however many submodules fail.
+
+Branches on *shapes* (``if h % 32 != 0: raise ...``, ``if H % window: pad``) need no leaf: when
+the tracer is given example inputs, a condition is evaluated on meta tensors of the example
+shapes, the branch taken is recorded as a :class:`ShapeGuard`, and tracing goes on. The graph is
+then specialised to those input shapes, as ``torch.export`` does with static shapes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import traceback
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.stateless import _reparametrize_module
+
+from .errors import InvalidInputError, TraceFailure
+
+try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
+    from torch.fx._symbolic_trace import _maybe_revert_all_patches
+except ImportError:  # pragma: no cover - depends on the torch release
+    _maybe_revert_all_patches = None
+
+__all__ = ["ScopeTracer", "ShapeGuard", "SCOPE_META_KEY", "trace_graph_module"]
+
+SCOPE_META_KEY = "tapfinder_scope"
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(__file__)
+
+
+class ShapeGuard(NamedTuple):
+    """A branch decided from the example inputs' shapes while tracing."""
+
+    location: str
+    source: str
+    value: bool
+
+    def __str__(self) -> str:
+        return f"{self.location}: `{self.source}` -> {self.value}"
+
+
+class _MetaEvaluator:
+    """Computes the value of a node of the graph being traced by running its ancestors on meta
+    tensors of the example inputs' shapes. Values are memoised, so each node runs at most once."""
+
+    def __init__(self, root: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> None:
+        self.root = root
+        self.inputs = tuple(torch.empty(t.shape, dtype=t.dtype, device="meta") for t in example_inputs)
+        self.interpreter: fx.Interpreter | None = None
+
+    def value(self, node: fx.Node) -> Any:
+        if self.interpreter is None:
+            self.interpreter = fx.Interpreter(self.root, graph=node.graph)
+        env = self.interpreter.env
+        pending, stack = [], [node]
+        while stack:
+            current = stack.pop()
+            if current in env or current in pending:
+                continue
+            pending.append(current)
+            stack.extend(current.all_input_nodes)
+        order = {n: i for i, n in enumerate(node.graph.nodes)}
+        state = {
+            name: torch.empty_like(t, device="meta")
+            for name, t in [*self.root.named_parameters(), *self.root.named_buffers()]
+        }
+        with torch.no_grad(), _reparametrize_module(self.root, state, tie_weights=True):
+            for current in sorted(pending, key=order.__getitem__):
+                env[current] = self._run(current)
+        return env[node]
+
+    def _run(self, node: fx.Node) -> Any:
+        if node.op != "placeholder":
+            return self.interpreter.run_node(node)
+        placeholders = [n for n in node.graph.nodes if n.op == "placeholder"]
+        position = placeholders.index(node)
+        if position < len(self.inputs):
+            return self.inputs[position]
+        if node.args:
+            return node.args[0]
+        raise RuntimeError(f"no example input for argument {node.target!r}")
+
+
+class ScopeTracer(fx.Tracer):
+    """An ``fx.Tracer`` that records enclosing module paths and auto-leafs failing submodules.
+
+    Every node gets ``node.meta["tapfinder_scope"]``: the qualified paths of the modules whose
+    ``forward`` was running when the node was recorded, outermost first (the root is not listed;
+    a leaf module's own path is the last entry of its ``call_module`` node's scope).
+
+    Parameters
+    ----------
+    leaf_paths
+        Qualified module paths to keep opaque.
+    leaf_types
+        Module classes whose instances are kept opaque.
+    example_inputs
+        Tensors whose shapes decide shape-dependent branches; without them every branch on a
+        traced value fails as in plain ``torch.fx``.
+    """
+
+    def __init__(
+        self,
+        leaf_paths: Iterable[str] = (),
+        leaf_types: tuple[type, ...] = (),
+        example_inputs: tuple[torch.Tensor, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.leaf_paths = set(leaf_paths)
+        self.leaf_types = leaf_types
+        self.example_inputs = example_inputs
+        self.auto_leaves: dict[str, str] = {}
+        self.shape_guards: list[ShapeGuard] = []
+        self._evaluator: _MetaEvaluator | None = None
+        self._parameter_proxy_cache: dict[str, fx.Proxy] | None = None
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        if self.example_inputs is None or _maybe_revert_all_patches is None:
+            return super().to_bool(obj)
+        if self._evaluator is None:
+            self._evaluator = _MetaEvaluator(self.root, self.example_inputs)
+        try:
+            with _maybe_revert_all_patches():
+                value = bool(self._evaluator.value(obj.node))
+        except Exception as error:
+            raise fx.proxy.TraceError(
+                "symbolically traced variables cannot be used as inputs to control flow "
+                f"(the condition depends on tensor values, not only shapes: {_first_line(error)})"
+            ) from error
+        frame = _user_frame_of_stack()
+        location = f"{frame.filename}:{frame.lineno}" if frame else "<unknown>"
+        self.shape_guards.append(ShapeGuard(location, (frame.line or "") if frame else "", value))
+        return value
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.leaf_paths or module_qualified_name in self.auto_leaves:
+            return True
+        if self.leaf_types and isinstance(m, self.leaf_types):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, fx.Proxy]) -> Any:
+        # fx keeps this cache local to trace(); a rollback must drop proxies of erased nodes.
+        self._parameter_proxy_cache = parameter_proxy_cache
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None) -> fx.Node:  # noqa: ANN001
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        node.meta[SCOPE_META_KEY] = tuple(
+            dict.fromkeys(path for path, _ in self.module_stack.values())
+        )
+        return node
+
+    def call_module(self, m: nn.Module, forward, args, kwargs) -> Any:  # noqa: ANN001
+        try:
+            path = self.path_of_module(m)
+        except NameError:
+            # Not a registered submodule (created inside forward): fx cannot name it, so the
+            # error must reach the enclosing module, which then becomes the leaf.
+            return super().call_module(m, forward, args, kwargs)
+        if self.is_leaf_module(m, path):
+            return super().call_module(m, forward, args, kwargs)
+
+        last_node = self._last_node()
+        module_stack = self.module_stack.copy()
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as error:  # any failure inside a symbolic forward means "not traceable"
+            self._erase_nodes_after(last_node)
+            self.module_stack.clear()
+            self.module_stack.update(module_stack)
+            self.auto_leaves[path] = _first_line(error)
+            return super().call_module(m, forward, args, kwargs)
+
+    def _last_node(self) -> fx.Node | None:
+        nodes = self.graph.nodes
+        return next(iter(reversed(nodes)), None) if len(nodes) else None
+
+    def _erase_nodes_after(self, last_node: fx.Node | None) -> None:
+        erased = set()
+        for node in reversed(list(self.graph.nodes)):
+            if node is last_node:
+                break
+            self.graph.erase_node(node)
+            erased.add(node)
+        if self._parameter_proxy_cache:
+            for name, proxy in list(self._parameter_proxy_cache.items()):
+                if proxy.node in erased:
+                    del self._parameter_proxy_cache[name]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _user_frame(error: BaseException) -> traceback.FrameSummary | None:
+    return _last_user_frame(traceback.extract_tb(error.__traceback__))
+
+
+def _user_frame_of_stack() -> traceback.FrameSummary | None:
+    return _last_user_frame(traceback.extract_stack())
+
+
+def _last_user_frame(frames: traceback.StackSummary) -> traceback.FrameSummary | None:
+    user_frames = [f for f in frames if not f.filename.startswith((_TORCH_DIR, _OWN_DIR))]
+    return user_frames[-1] if user_frames else None
+
+
+def _root_failure(model: nn.Module, error: BaseException) -> TraceFailure:
+    frame = _user_frame(error)
+    where = (
+        f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}:\n    {frame.line}'
+        if frame
+        else ""
+    )
+    return TraceFailure(
+        f"torch.fx could not trace {type(model).__name__}.forward: {_first_line(error)}{where}\n"
+        "The failing code is in the root module's own forward, so no submodule can be made a "
+        "leaf to get around it. To fix it, either pass concrete_args={'name': value} for the "
+        "forward arguments that choose a branch, move the untraceable code into a submodule "
+        "(tapfinder then keeps that submodule opaque automatically), or name the modules to keep "
+        "opaque with leaf_modules=[...]."
+    )
+
+
+def resolve_leaf_modules(
+    model: nn.Module, leaf_modules: Iterable[str | type]
+) -> tuple[set[str], tuple[type, ...]]:
+    """Split ``leaf_modules`` into known module paths and module classes, validating both."""
+    if isinstance(leaf_modules, (str, type)):
+        leaf_modules = (leaf_modules,)
+    paths: set[str] = set()
+    types: list[type] = []
+    known_paths = None
+    for item in leaf_modules:
+        if isinstance(item, type) and issubclass(item, nn.Module):
+            types.append(item)
+        elif isinstance(item, str):
+            if known_paths is None:
+                known_paths = [name for name, _ in model.named_modules() if name]
+            if item not in known_paths:
+                close = difflib.get_close_matches(item, known_paths, n=3)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise InvalidInputError(
+                    f"leaf_modules names {item!r}, which is not a submodule path of "
+                    f"{type(model).__name__}.{hint} Paths are as in model.named_modules()."
+                )
+            paths.add(item)
+        else:
+            raise InvalidInputError(
+                f"leaf_modules items must be module paths (str) or nn.Module subclasses; "
+                f"got {type(item).__name__} {item!r}."
+            )
+    return paths, tuple(types)
+
+
+def trace_graph_module(
+    model: nn.Module,
+    *,
+    leaf_modules: Iterable[str | type] = (),
+    concrete_args: dict[str, Any] | None = None,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[fx.GraphModule, dict[str, str], list[ShapeGuard]]:
+    """Trace ``model`` into a ``GraphModule`` sharing its submodules, parameters and buffers.
+
+    Returns the graph module, the auto-leafed module paths mapped to the error that made each
+    one a leaf, and the shape-dependent branches decided from ``example_inputs``. Raises :class:`TraceFailure` when the root module's own code cannot be traced.
+    The user's module object is never modified: fx stores tensor constants on the traced root,
+    so a shallow copy of the model serves as that root.
+    """
+    if concrete_args is not None and not isinstance(concrete_args, dict):
+        raise InvalidInputError(
+            f"concrete_args must be a dict mapping forward argument names to values; "
+            f"got {type(concrete_args).__name__}."
+        )
+    leaf_paths, leaf_types = resolve_leaf_modules(model, leaf_modules)
+    tracer = ScopeTracer(leaf_paths, leaf_types, example_inputs)
+    root = _shallow_copy(model)
+    try:
+        graph = tracer.trace(root, concrete_args=concrete_args)
+    except TraceFailure:
+        raise
+    except Exception as error:
+        raise _root_failure(model, error) from error
+    graph_module = fx.GraphModule(root, graph, class_name=type(model).__name__)
+    return graph_module, dict(tracer.auto_leaves), list(tracer.shape_guards)
+
+
+def _shallow_copy(model: nn.Module) -> nn.Module:
+    root = object.__new__(type(model))
+    root.__dict__.update(model.__dict__)
+    return root

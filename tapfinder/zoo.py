@@ -1,0 +1,128 @@
+"""Build a model, with random weights, from a command-line spec such as ``torchvision:resnet50``.
+
+Specs:
+
+- ``torchvision:NAME`` — any name in ``torchvision.models.list_models()``;
+- ``timm:NAME`` — any name in ``timm.list_models()``;
+- ``smp:ARCH:ENCODER`` — a segmentation-models-pytorch architecture and encoder;
+- ``package.module:factory`` — a callable in an importable module (the user's own model).
+
+Weights are never downloaded: the zoos are asked for random initialisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import warnings
+from typing import Any
+
+from torch import nn
+
+from .errors import InvalidInputError
+
+__all__ = ["build_model", "SPEC_HELP"]
+
+SPEC_HELP = (
+    "torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (timm:convnext_tiny), "
+    "smp:ARCH:ENCODER (smp:DeepLabV3Plus:resnet18) or package.module:factory"
+)
+
+
+def build_model(spec: str, **kwargs: Any) -> nn.Module:
+    """Return the model ``spec`` names, with random weights, in eval mode.
+
+    Raises
+    ------
+    InvalidInputError
+        For a malformed spec, a missing zoo package, or an unknown name (with close matches).
+
+    Examples
+    --------
+    >>> build_model("torchvision:resnet18").__class__.__name__  # doctest: +SKIP
+    'ResNet'
+    """
+    zoo, _, name = spec.partition(":")
+    if not name:
+        raise InvalidInputError(f"Model spec {spec!r} has no ':'. Use {SPEC_HELP}.")
+    builders = {"torchvision": _torchvision, "timm": _timm, "smp": _smp}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if zoo in builders:
+            model = builders[zoo](name, kwargs)
+        else:
+            model = _user_factory(zoo, name, kwargs)
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"{spec!r} built a {type(model).__name__}, not an nn.Module.")
+    return model.eval()
+
+
+def _import(package: str, extra: str = "zoo") -> Any:
+    try:
+        return importlib.import_module(package)
+    except ImportError as error:
+        raise InvalidInputError(
+            f"{package} is not installed ({error}). Install it with: "
+            f"pip install 'tapfinder[{extra}]'"
+        ) from error
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> InvalidInputError:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return InvalidInputError(f"Unknown {kind} model {name!r}.{hint}")
+
+
+def _torchvision(name: str, kwargs: dict) -> nn.Module:
+    models = _import("torchvision.models")
+    known = models.list_models()
+    if name not in known:
+        raise _unknown("torchvision", name, known)
+    defaults = {"weights": None}
+    if name.startswith(("deeplabv3", "fcn", "lraspp")):
+        defaults["weights_backbone"] = None
+    if name in ("inception_v3", "googlenet"):
+        defaults["init_weights"] = True
+    return models.get_model(name, **{**defaults, **kwargs})
+
+
+def _timm(name: str, kwargs: dict) -> nn.Module:
+    timm = _import("timm")
+    known = timm.list_models()
+    if name not in known:
+        raise _unknown("timm", name, known)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _smp(name: str, kwargs: dict) -> nn.Module:
+    smp = _import("segmentation_models_pytorch")
+    arch, _, encoder = name.partition(":")
+    architectures = {a.__name__: a for a in smp.__dict__.values() if _is_smp_model(smp, a)}
+    if arch not in architectures:
+        raise _unknown("segmentation-models-pytorch", arch, sorted(architectures))
+    encoder = encoder or "resnet34"
+    known_encoders = smp.encoders.get_encoder_names()
+    if encoder not in known_encoders:
+        raise _unknown("segmentation-models-pytorch encoder", encoder, known_encoders)
+    return architectures[arch](encoder_name=encoder, encoder_weights=None, **kwargs)
+
+
+def _is_smp_model(smp: Any, value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, nn.Module) and hasattr(
+        smp, value.__name__
+    ) and value.__module__.startswith("segmentation_models_pytorch.decoders")
+
+
+def _user_factory(module_name: str, attribute: str, kwargs: dict) -> nn.Module:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise InvalidInputError(
+            f"Cannot import {module_name!r} ({error}). Use {SPEC_HELP}; for your own model "
+            "the package must be importable (installed, or on PYTHONPATH)."
+        ) from error
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise _unknown(module_name, attribute, public)
+    return factory(**kwargs)

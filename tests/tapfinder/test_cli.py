@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from tapfinder import __version__
+from tapfinder.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_summary_prints_the_structure_and_writes_json(capsys, tmp_path):
+    path = tmp_path / "arch.json"
+    assert main(["summary", "torchvision:resnet18", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ResNet" in out and "layer4_1_relu_1" in out
+    assert json.loads(path.read_text())["model_name"] == "ResNet"
+
+
+def test_unknown_model_is_a_usage_error_with_close_matches(capsys):
+    assert main(["summary", "torchvision:resnt18"]) == 2
+    assert "Did you mean: resnet18" in capsys.readouterr().err
+
+
+def test_a_model_that_fails_on_the_input_shape_exits_1(capsys):
+    assert main(["summary", "torchvision:resnet18", "--input-shape", "1,3"]) == 1
+    assert "failed at node 'conv1'" in capsys.readouterr().err
+
+
+def test_malformed_input_shape_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["summary", "torchvision:resnet18", "--input-shape", "1,x"])
+    assert exited.value.code == 2 and "is not a shape" in capsys.readouterr().err
+
+
+def test_user_factory_spec(capsys):
+    assert main(["summary", "architectures:SmallNet", "--input-shape", "2,3,16,16"]) == 0
+    assert "SmallNet" in capsys.readouterr().out

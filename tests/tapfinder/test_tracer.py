@@ -1,0 +1,78 @@
+"""Auto-leaf, shape guards, scopes and root-failure messages of the fx tracer."""
+
+import warnings
+
+import pytest
+import torch
+from architectures import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet
+
+import tapfinder
+from tapfinder.errors import InvalidInputError, TraceFailure
+from tapfinder.tracer import trace_graph_module
+
+
+def test_functional_nodes_record_their_enclosing_module_scopes():
+    arch = tapfinder.trace(SmallNet(), (2, 3, 16, 16))
+    conv = arch["stage1_conv"]
+    assert conv["module"] == "stage1.conv" and conv["module_type"] == "Conv2d"
+    assert conv["scope"] == ("stage1", "stage1.conv")
+    add = next(n for n in arch.graph if arch[n]["target"] == "operator.add")
+    assert arch[add]["scope"] == () and arch[add]["module"] is None
+
+
+def test_value_dependent_submodule_becomes_a_leaf_with_a_warning():
+    with pytest.warns(tapfinder.AutoLeafWarning, match="gate"):
+        arch = tapfinder.trace(GatedNet().eval(), (2, 3, 16, 16))
+    assert list(arch.leaves) == ["gate"]
+    assert "control flow" in arch.leaves["gate"]
+    gate_nodes = [n for n in arch.graph if arch[n]["module"] == "gate"]
+    assert len(gate_nodes) == 1 and arch[gate_nodes[0]]["op"] == "call_module"
+    assert arch[gate_nodes[0]]["shape"] == (2, 16, 8, 8)
+
+
+def test_auto_leaf_keeps_the_graph_runnable_and_equal_to_the_model():
+    model = GatedNet().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph_module, leaves, _ = trace_graph_module(model)
+    x = torch.randn(2, 3, 16, 16)
+    assert leaves.keys() == {"gate"}
+    assert torch.equal(graph_module(x), model(x))
+    assert torch.equal(graph_module(-x.abs() - 1), model(-x.abs() - 1))
+
+
+def test_root_control_flow_names_the_source_line_and_the_fixes():
+    with pytest.raises(TraceFailure) as caught:
+        tapfinder.trace(RootBranchNet(), (1, 3, 8, 8))
+    message = str(caught.value)
+    assert "RootBranchNet.forward" in message
+    assert "if x.sum() > 0:" in message and "architectures.py" in message
+    assert "concrete_args" in message and "leaf_modules" in message
+
+
+def test_branches_on_shapes_are_decided_from_the_example_inputs():
+    arch = tapfinder.trace(ShapeCheckNet(), (1, 3, 8, 8))
+    assert not arch.leaves
+    assert len(arch.shape_guards) == 1
+    assert "x.shape[-1] % 2 != 0" in arch.shape_guards[0]
+    assert arch.shape_guards[0].endswith("-> False")
+
+
+def test_leaf_modules_by_path_and_by_type():
+    arch = tapfinder.trace(SmallNet(), (1, 3, 8, 8), leaf_modules=["stage1"])
+    assert arch["stage1"]["op"] == "call_module" and arch["stage1"]["params"] > 0
+    from architectures import ConvBlock
+
+    arch = tapfinder.trace(SmallNet(), (1, 3, 8, 8), leaf_modules=[ConvBlock])
+    called = [a["module"] for _, a in arch.graph.nodes(data=True) if a["op"] == "call_module"]
+    assert called == ["stem", "stage1", "stage2", "stage3", "head"]
+
+
+def test_unknown_leaf_module_path_suggests_close_matches():
+    with pytest.raises(InvalidInputError, match="Did you mean 'stage1'"):
+        tapfinder.trace(SmallNet(), (1, 3, 8, 8), leaf_modules=["stage_1"])
+
+
+def test_concrete_args_must_be_a_dict():
+    with pytest.raises(InvalidInputError, match="concrete_args must be a dict"):
+        tapfinder.trace(SmallNet(), (1, 3, 8, 8), concrete_args=[1])
