@@ -7,6 +7,7 @@ could not be analysed.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import warnings
@@ -14,6 +15,10 @@ from collections.abc import Sequence
 
 from ._version import __version__
 from .errors import InvalidInputError, TapfinderError
+from .candidates import find_candidates, registered_kinds
+from .rank import POSITIONS, select_taps
+from .render import render
+from .report import report_document, report_table
 from .trace import trace
 from .zoo import SPEC_HELP, build_model
 
@@ -47,13 +52,51 @@ def _parser() -> argparse.ArgumentParser:
         description="Trace a model with torch.fx and print sizes, inputs, outputs, "
         "auto-leaves and the feature strides.",
     )
-    summary.add_argument("model", metavar="MODEL", help=SPEC_HELP)
-    summary.add_argument(
+    _model_arguments(summary)
+    summary.add_argument("--json", metavar="FILE", help="also write the ArchGraph as JSON")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="find transition points, choose taps, print them (and optionally draw them)",
+        description="Trace a model, run the transition-point rules, choose K well-spaced "
+        "taps and print candidates and taps with their reasons.",
+    )
+    _model_arguments(inspect)
+    _selection_arguments(inspect)
+    inspect.add_argument("--json", action="store_true", help="print a JSON document instead")
+    inspect.add_argument("--render", metavar="FILE", help="also draw the graph (.svg/.png/.pdf/.dot)")
+    inspect.add_argument("--collapse", type=int, metavar="DEPTH",
+                         help="draw modules at this nesting depth as single boxes")
+
+    render = commands.add_parser(
+        "render", help="draw the annotated architecture graph",
+        description="Draw the model with candidates coloured by kind and the chosen taps numbered.",
+    )
+    _model_arguments(render)
+    _selection_arguments(render)
+    render.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="output file: .svg, .png, .pdf or .dot")
+    render.add_argument("--collapse", type=int, metavar="DEPTH",
+                        help="draw modules at this nesting depth as single boxes")
+    return parser
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help=SPEC_HELP)
+    parser.add_argument(
         "--input-shape", type=_shape, default=(1, 3, 224, 224), metavar="SHAPE",
         help="example input shape (default: 1,3,224,224)",
     )
-    summary.add_argument("--json", metavar="FILE", help="also write the ArchGraph as JSON")
-    return parser
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, default=3, help="number of taps (default: 3)")
+    parser.add_argument("--spacing", type=int, default=2,
+                        help="minimum layers between taps (default: 2)")
+    parser.add_argument("--position", choices=POSITIONS, default="input",
+                        help="where to favour taps (default: input)")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND",
+                        help=f"only these kinds of transition point ({', '.join(registered_kinds())})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,10 +114,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TapfinderError as error:
         print(f"tapfinder: could not analyse {arguments.model}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(arch.summary())
-    if arguments.json:
-        arch.to_json(arguments.json)
-        print(f"wrote {arguments.json}")
+    if arguments.command == "summary":
+        print(arch.summary())
+        if arguments.json:
+            arch.to_json(arguments.json)
+            print(f"wrote {arguments.json}")
+        return EXIT_OK
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            candidates = find_candidates(arch, arguments.kinds)
+            taps = select_taps(
+                arch, candidates, k=arguments.k, spacing=arguments.spacing,
+                position=arguments.position,
+            )
+        if arguments.command == "render" or arguments.render:
+            target = arguments.output if arguments.command == "render" else arguments.render
+            render(arch, target, candidates=candidates, taps=taps, collapse=arguments.collapse)
+    except ValueError as error:
+        print(f"tapfinder: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            print(f"tapfinder: warning: {warning.message}", file=sys.stderr)
+    if arguments.command == "render":
+        print(f"wrote {target}")
+    elif arguments.json:
+        print(json.dumps(report_document(arch, candidates, taps), indent=1))
+    else:
+        print(report_table(arch, candidates, taps))
+        if arguments.render:
+            print(f"wrote {target}")
     return EXIT_OK
 
 

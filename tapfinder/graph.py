@@ -60,6 +60,8 @@ class ArchGraph:
     leaves
         Submodules tapfinder made opaque because ``torch.fx`` could not trace them, mapped to the
         error that made each one a leaf.
+    module_types
+        Class name of every module that ran, by qualified path (``{"layer1.0": "Bottleneck"}``).
     shape_guards
         Branches on input shapes decided for the example inputs while tracing
         (``"file.py:12: `if h % 32 != 0:` -> False"``); the graph holds for those shapes.
@@ -75,6 +77,7 @@ class ArchGraph:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     leaves: dict[str, str] = field(default_factory=dict)
+    module_types: dict[str, str] = field(default_factory=dict)
     shape_guards: list[str] = field(default_factory=list)
     model_name: str = ""
     shape_mode: str = "fake"
@@ -167,6 +170,7 @@ class ArchGraph:
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
             "leaves": self.leaves,
+            "module_types": self.module_types,
             "shape_guards": self.shape_guards,
             "nodes": [{"name": n, **attrs} for n, attrs in self.graph.nodes(data=True)],
             "edges": [list(edge) for edge in self.graph.edges],
@@ -175,6 +179,21 @@ class ArchGraph:
         if path is not None:
             Path(path).write_text(text)
         return text
+
+    def to_node_link(self) -> dict[str, Any]:
+        """The graph in networkx's node-link form (``{"nodes": [...], "edges": [...]}``), with
+        tuples as lists: ready for ``json.dump`` and for d3 or other graph tools."""
+        data = nx.node_link_data(self.graph, edges="edges")
+        return json.loads(json.dumps(data))
+
+    def to_graphml(self, path: str | Path) -> None:
+        """Write a GraphML file (yEd, Gephi, Cytoscape). GraphML holds only scalars, so tuples,
+        dicts and ``None`` are written as their JSON text."""
+        flat = nx.DiGraph()
+        for name, attrs in self.graph.nodes(data=True):
+            flat.add_node(name, **{k: _graphml_value(v) for k, v in attrs.items()})
+        flat.add_edges_from(self.graph.edges)
+        nx.write_graphml(flat, str(path))
 
     @classmethod
     def from_json(cls, source: str | Path) -> ArchGraph:
@@ -202,6 +221,7 @@ class ArchGraph:
             inputs=tuple(document["inputs"]),
             outputs=tuple(document["outputs"]),
             leaves=dict(document["leaves"]),
+            module_types=dict(document["module_types"]),
             shape_guards=list(document["shape_guards"]),
             model_name=document["model_name"],
             shape_mode=document["shape_mode"],
@@ -209,6 +229,12 @@ class ArchGraph:
 
 
 _TUPLE_KEYS = ("shape", "scope", "spatial")
+
+
+def _graphml_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)
 
 
 def _tuples(value: Any) -> Any:
@@ -283,6 +309,11 @@ def build_arch_graph(
         inputs=input_names,
         outputs=tuple(n.name for n in output_node.all_input_nodes),
         leaves=dict(leaves),
+        module_types={
+            path: type(user_modules[path]).__name__
+            for path in sorted({p for _, a in graph.nodes(data=True) for p in a["scope"]})
+            if path in user_modules
+        },
         shape_guards=list(shape_guards),
         model_name=type(model).__name__,
         shape_mode=shape_mode,
@@ -294,7 +325,7 @@ def _target_name(node: fx.Node) -> str:
         return str(node.target)
     function = node.target
     module = getattr(function, "__module__", None) or ""
-    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", repr(function))
+    name = getattr(function, "__name__", None) or repr(function)
     if module in ("_operator", "operator"):
         return f"operator.{name}"
     if module in ("builtins", ""):

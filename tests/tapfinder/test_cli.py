@@ -39,3 +39,28 @@ def test_malformed_input_shape_is_a_usage_error(capsys):
 def test_user_factory_spec(capsys):
     assert main(["summary", "architectures:SmallNet", "--input-shape", "2,3,16,16"]) == 0
     assert "SmallNet" in capsys.readouterr().out
+
+
+def test_inspect_prints_taps_and_candidates(capsys):
+    assert main(["inspect", "torchvision:resnet18", "--k", "2", "--position", "output"]) == 0
+    out = capsys.readouterr().out
+    assert "2 taps" in out and "Taps:" in out and "Candidates:" in out and "layer4" in out
+
+
+def test_inspect_json_is_a_stable_document(capsys):
+    assert main(["inspect", "torchvision:resnet18", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["version"] == 1 and document["model"] == "ResNet"
+    assert len(document["taps"]) == 3
+    assert {"node", "module", "kinds", "score", "depth", "shape", "reasons", "beat"} <= document["taps"][0].keys()
+
+
+def test_inspect_unknown_kind_is_a_usage_error(capsys):
+    assert main(["inspect", "torchvision:resnet18", "--kinds", "downsample"]) == 2
+    assert "known kinds" in capsys.readouterr().err
+
+
+def test_render_writes_the_file(tmp_path, capsys):
+    path = tmp_path / "resnet.dot"
+    assert main(["render", "torchvision:resnet18", "-o", str(path), "--collapse", "2"]) == 0
+    assert path.read_text().startswith("digraph") and "TAP 1" in path.read_text()

@@ -1,0 +1,230 @@
+"""Choose K well-spaced taps from the candidates, and say why each one won.
+
+Evidence is merged per node (noisy-or of the scores, so a node that is both a stage end and a
+skip join outranks one that is only one of them), equivalent nodes are canonicalised (the end
+of a shape-preserving chain such as ``add -> relu``, so the tap is the block's real output), and
+non-taps are dropped. Taps are then picked greedily by ``score x position weight`` (x 0.8 off
+the main path) with a minimum spacing in layer-index units. The position policies follow the paper's ablations.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .candidates import Candidate, find_candidates
+from .graph import ArchGraph
+from .rules._common import norm_kind
+
+__all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "POSITIONS"]
+
+POSITIONS = ("input", "central", "output", "uniform")
+_WINDOWS = {"input": (0.0, 0.5), "central": (0.25, 0.75), "output": (0.5, 1.0), "uniform": (0.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A chosen tap: the node to supervise and the evidence for it.
+
+    ``beat`` lists the nearby candidates (within the spacing) that this tap excluded, with
+    their merged scores, best first.
+    """
+
+    node: str
+    module: str | None
+    kinds: tuple[str, ...]
+    score: float
+    layer_index: int
+    depth: float
+    shape: tuple[int, ...]
+    reasons: tuple[str, ...]
+    beat: tuple[tuple[str, float], ...] = ()
+
+    def explain(self) -> str:
+        """A short paragraph: where the tap is, why, and what it won over."""
+        lines = [
+            f"{self.node} [{self.module or '-'}] {self.shape}, layer {self.layer_index} "
+            f"(depth {self.depth:.2f}), score {self.score:.2f}, {', '.join(self.kinds)}"
+        ]
+        lines += [f"  - {reason}" for reason in self.reasons]
+        if self.beat:
+            rivals = ", ".join(f"{name} ({score:.2f})" for name, score in self.beat[:4])
+            lines.append(f"  beat nearby: {rivals}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    node: str
+    kinds: tuple[str, ...]
+    score: float
+    reasons: tuple[str, ...]
+
+
+def canonical_node(arch: ArchGraph, name: str) -> str:
+    """Follow a node's single consumer while it keeps the shape and is an activation, norm,
+    dropout or other parameter-free step; a tuple-valued node moves to its first tensor element.
+    """
+    current = name
+    if arch[current]["value"] != "tensor":
+        tensors = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
+        if not tensors:
+            return current
+        current = tensors[0]
+    while True:
+        users = list(arch.graph.successors(current))
+        if len(users) != 1:
+            return current
+        user = arch[users[0]]
+        tensor_inputs = [p for p in arch.graph.predecessors(users[0]) if arch[p]["value"] == "tensor"]
+        same = user["value"] == "tensor" and user["shape"] == arch[current]["shape"]
+        light = not user["parametric"] or norm_kind(user) is not None
+        if not (same and light and len(tensor_inputs) == 1 and user["op"] != "output"):
+            return current
+        current = users[0]
+
+
+def _is_tap(attrs: dict) -> bool:
+    return (
+        attrs["value"] == "tensor"
+        and attrs["op"] not in ("placeholder", "output", "get_attr")
+        and len(attrs["shape"]) >= 2
+    )
+
+
+def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_Evidence]:
+    """One record per canonical tap node: kinds, noisy-or score and reasons; non-taps dropped."""
+    grouped: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in candidates:
+        node = canonical_node(arch, candidate.node)
+        if node in arch.graph and _is_tap(arch[node]) and node not in arch.outputs:
+            grouped[node].append(candidate)
+    merged = []
+    for node, items in grouped.items():
+        best_per_kind: dict[str, float] = {}
+        for item in items:
+            best_per_kind[item.kind] = max(best_per_kind.get(item.kind, 0.0), item.score)
+        score = 1 - math.prod(1 - s for s in best_per_kind.values())
+        reasons = tuple(dict.fromkeys(item.reason for item in sorted(items, key=lambda c: -c.score)))
+        kinds = tuple(sorted(best_per_kind, key=lambda k: -best_per_kind[k]))
+        merged.append(_Evidence(node, kinds, round(score, 4), reasons))
+    return merged
+
+
+def _position_weight(depth: float, position: str, rank: int, k: int) -> float:
+    low, high = _WINDOWS[position]
+    if not low <= depth <= high:
+        return 0.0
+    if position == "input":
+        return 1.0 - depth
+    if position == "output":
+        return 0.5 + depth / 2
+    if position == "central":
+        return 1.0 - abs(depth - 0.5)
+    target = (rank + 0.5) / k
+    return 1.0 - min(1.0, abs(depth - target) * 2)
+
+
+def select_taps(
+    arch: ArchGraph,
+    candidates: Iterable[Candidate] | None = None,
+    *,
+    k: int = 3,
+    spacing: int = 2,
+    position: str = "input",
+    kinds: Iterable[str] | None = None,
+) -> list[Tap]:
+    """Pick up to ``k`` taps at least ``spacing`` layers apart, favouring ``position``.
+
+    Parameters
+    ----------
+    arch
+        The traced model.
+    candidates
+        Evidence to rank; by default :func:`~tapfinder.candidates.find_candidates` on ``arch``.
+    k
+        Number of taps wanted.
+    spacing
+        Minimum distance between chosen taps in layer-index units (parametric layers).
+    position
+        ``"input"`` (first half of the network, earliest favoured: the paper's best),
+        ``"central"``, ``"output"`` (second half) or ``"uniform"`` (spread over the depth).
+    kinds
+        Only consider candidates of these kinds.
+
+    Returns
+    -------
+    list of Tap
+        In execution order. Fewer than ``k`` (with a warning) when the model cannot hold ``k``
+        taps with that spacing in that position.
+
+    Raises
+    ------
+    ValueError
+        For ``k < 1``, ``spacing < 0`` or an unknown ``position`` or kind.
+
+    Examples
+    --------
+    >>> taps = select_taps(tapfinder.trace(model, (1, 3, 224, 224)), k=3)  # doctest: +SKIP
+    >>> print(taps[0].explain())  # doctest: +SKIP
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}.")
+    if not isinstance(spacing, int) or spacing < 0:
+        raise ValueError(f"spacing must be a non-negative integer (layers); got {spacing!r}.")
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {', '.join(POSITIONS)}; got {position!r}.")
+    if candidates is None:
+        candidates = find_candidates(arch, kinds)
+    elif kinds is not None:
+        wanted = set(kinds)
+        candidates = [c for c in candidates if c.kind in wanted]
+    evidence = merge_candidates(arch, candidates)
+
+    chosen: list[tuple[_Evidence, list[tuple[str, float]]]] = []
+    remaining = list(evidence)
+    for rank in range(k):
+        def utility(item: _Evidence) -> float:
+            attrs = arch[item.node]
+            # Side branches (a shortcut's projection) carry less than the path all data takes.
+            main_path = 1.0 if attrs["on_main_path"] else 0.8
+            return item.score * main_path * _position_weight(attrs["depth"], position, rank, k)
+
+        viable = [item for item in remaining if utility(item) > 0]
+        if not viable:
+            break
+        best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
+        best_index = arch[best.node]["layer_index"]
+        near = [i for i in remaining if abs(arch[i.node]["layer_index"] - best_index) < spacing]
+        beaten = sorted(
+            ((i.node, i.score) for i in near if i is not best), key=lambda pair: -pair[1]
+        )
+        chosen.append((best, beaten))
+        remaining = [i for i in remaining if i not in near]
+
+    if len(chosen) < k:
+        warnings.warn(
+            f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} and "
+            f"position={position!r} ({len(evidence)} candidate nodes, "
+            f"{arch.max_layer_index} layers deep). Lower spacing or k, or use position='uniform'.",
+            stacklevel=2,
+        )
+    order = {name: i for i, name in enumerate(arch.graph)}
+    taps = [
+        Tap(
+            node=item.node,
+            module=arch[item.node]["module"],
+            kinds=item.kinds,
+            score=item.score,
+            layer_index=arch[item.node]["layer_index"],
+            depth=round(arch[item.node]["depth"], 4),
+            shape=arch[item.node]["shape"],
+            reasons=item.reasons,
+            beat=tuple(beaten),
+        )
+        for item, beaten in chosen
+    ]
+    return sorted(taps, key=lambda tap: order[tap.node])

@@ -1,0 +1,180 @@
+"""Draw an :class:`~tapfinder.graph.ArchGraph` with graphviz: module clusters, shapes,
+candidates coloured by kind with a legend, chosen taps emphasised and numbered.
+
+Only nodes that carry tensors are drawn (sizes, scalars and parameters would double the
+picture and say little), and modules deeper than ``collapse`` levels fold into one box each.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import graphviz
+
+from .candidates import Candidate
+from .graph import ArchGraph
+from .rank import Tap, canonical_node
+
+__all__ = ["render", "KIND_COLOURS"]
+
+KIND_COLOURS = {
+    "downsampling": "#8ecae6",
+    "stage_boundary": "#ffb703",
+    "bottleneck": "#c77dff",
+    "attention": "#90be6d",
+    "skip_join": "#f28482",
+    "fusion": "#43aa8b",
+    "norm_act": "#d9d9d9",
+}
+_OTHER_KIND = "#bde0fe"
+FORMATS = ("svg", "png", "pdf", "dot")
+
+
+def _shape_text(shape: object) -> str:
+    return "x".join(str(d) for d in shape) if isinstance(shape, tuple) else ""
+
+
+def _box_of(attrs: dict, collapse: int | None) -> str | None:
+    """The collapsed module a node folds into, or ``None`` to draw it on its own."""
+    scope = attrs["scope"]
+    if collapse is None or collapse < 1 or len(scope) < collapse:
+        return None
+    return scope[collapse - 1]
+
+
+def render(
+    arch: ArchGraph,
+    path: str | Path | None = None,
+    *,
+    candidates: Iterable[Candidate] = (),
+    taps: Iterable[Tap] = (),
+    collapse: int | None = None,
+) -> graphviz.Digraph:
+    """Build the drawing and write it to ``path`` when given (format from the extension:
+    ``.svg``, ``.png``, ``.pdf`` or ``.dot``).
+
+    Parameters
+    ----------
+    collapse
+        Draw each module at this nesting depth as one box: ``1`` folds ResNet's ``layer1`` ...
+        ``layer4`` into four boxes, ``2`` draws each residual block (``layer1.0``) as one.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported file extension.
+    """
+    taps = list(taps)
+    kinds_at: dict[str, dict[str, float]] = defaultdict(dict)
+    for candidate in candidates:
+        node = canonical_node(arch, candidate.node)
+        kinds_at[node][candidate.kind] = max(kinds_at[node].get(candidate.kind, 0), candidate.score)
+    tap_number = {tap.node: i for i, tap in enumerate(taps, start=1)}
+
+    drawn = [
+        n for n, a in arch.graph.nodes(data=True)
+        if a["value"] in ("tensor", "tuple", "list", "dict") and a["op"] != "get_attr"
+        or a["op"] == "output"
+    ]
+    box = {n: _box_of(arch[n], collapse) for n in drawn}
+    representative = {n: box[n] or n for n in drawn}
+
+    dot = graphviz.Digraph(arch.model_name or "model", graph_attr={
+        "rankdir": "TB", "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.15",
+        "ranksep": "0.25", "label": f"{arch.model_name}: taps numbered, candidates coloured",
+        "labelloc": "t",
+    }, node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white",
+                  "fontname": "Helvetica", "fontsize": "9", "height": "0.3"},
+        edge_attr={"arrowsize": "0.5", "color": "#666666"})
+
+    members_of: dict[str, list[str]] = defaultdict(list)
+    for name in drawn:
+        members_of[representative[name]].append(name)
+    clusters: dict[str | None, list[str]] = defaultdict(list)
+    for rep, members in members_of.items():
+        scope = arch[members[0]]["scope"]
+        clusters[scope[0] if scope and scope[0] != rep else None].append(rep)
+
+    for top, reps in clusters.items():
+        if top is None:
+            _add_nodes(dot, arch, reps, members_of, kinds_at, tap_number)
+            continue
+        with dot.subgraph(name=f"cluster_{top}") as cluster:
+            cluster.attr(label=f"{top} ({arch.module_types.get(top, 'module')})",
+                         style="rounded,dashed", color="#999999", fontsize="10")
+            _add_nodes(cluster, arch, reps, members_of, kinds_at, tap_number)
+
+    edges = set()
+    for source, target in arch.graph.edges:
+        if source in representative and target in representative:
+            a, b = representative[source], representative[target]
+            if a != b:
+                edges.add((a, b))
+    for a, b in sorted(edges):
+        dot.edge(a, b)
+
+    used = sorted({k for kinds in kinds_at.values() for k in kinds})
+    if used:
+        with dot.subgraph(name="cluster_legend") as legend:
+            legend.attr(label="candidate kinds", fontsize="9", style="rounded", color="#999999")
+            for kind in used:
+                legend.node(f"legend_{kind}", kind, fillcolor=KIND_COLOURS.get(kind, _OTHER_KIND))
+
+    if path is not None:
+        _write(dot, Path(path))
+    return dot
+
+
+def _add_nodes(
+    graph: graphviz.Digraph,
+    arch: ArchGraph,
+    reps: list[str],
+    members_of: dict[str, list[str]],
+    kinds_at: dict[str, dict[str, float]],
+    tap_number: dict[str, int],
+) -> None:
+    for rep in reps:
+        label, style = _label(arch, rep, members_of[rep], kinds_at, tap_number)
+        graph.node(rep, label, **style)
+
+
+def _label(
+    arch: ArchGraph,
+    rep: str,
+    members: list[str],
+    kinds_at: dict[str, dict[str, float]],
+    tap_number: dict[str, int],
+) -> tuple[str, dict[str, str]]:
+    last = members[-1]
+    attrs = arch[last]
+    if rep in arch.graph:
+        what = attrs["module_type"] if attrs["op"] == "call_module" else str(attrs["target"]).rsplit(".", 1)[-1]
+        title = f"{rep}\n{what}"
+    else:
+        title = f"{rep}\n{arch.module_types.get(rep, 'module')} ({len(members)} ops)"
+    label = f"{title}\n{_shape_text(attrs['shape'])}"
+    style: dict[str, str] = {}
+    kinds: dict[str, float] = {}
+    for member in members:
+        for kind, score in kinds_at.get(member, {}).items():
+            kinds[kind] = max(kinds.get(kind, 0), score)
+    if kinds:
+        top = max(kinds, key=kinds.get)
+        style["fillcolor"] = KIND_COLOURS.get(top, _OTHER_KIND)
+    numbers = [tap_number[m] for m in members if m in tap_number]
+    if numbers:
+        label = f"TAP {', '.join(map(str, numbers))}\n{label}"
+        style.update(penwidth="3", color="#d00000", fontcolor="#d00000", fontsize="11")
+    return label, style
+
+
+def _write(dot: graphviz.Digraph, path: Path) -> None:
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"Cannot render to {path.name!r}: use one of .{', .'.join(FORMATS)}.")
+    if suffix == "dot":
+        path.write_text(dot.source)
+        return
+    path.write_bytes(dot.pipe(format=suffix))

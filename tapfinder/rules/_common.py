@@ -1,0 +1,94 @@
+"""Graph facts several rules need: feature maps, tensor inputs, joins, block outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+
+from ..graph import ArchGraph
+
+JOIN_TARGETS = ("operator.add", "operator.iadd", "torch.add", "torch.cat", "torch.concat",
+                "torch.stack", "add", "add_", "cat", "torch.sum")
+ACTIVATION_TYPES = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU",
+                    "SiLU", "Mish", "Hardswish", "Tanh", "Softplus", "QuickGELU", "GELUTanh"}
+ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+                        "silu", "mish", "hardswish", "tanh", "softplus"}
+NORM_TYPE_SUFFIXES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm",
+                      "LayerNorm2d", "GroupNorm", "InstanceNorm2d", "RMSNorm", "LocalResponseNorm")
+NORM_FUNCTIONS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
+
+
+def is_feature(attrs: dict[str, Any]) -> bool:
+    """A tensor with a known layout: a feature map or token sequence, not a vector or scalar."""
+    return (
+        attrs["value"] == "tensor"
+        and attrs["spatial"] is not None
+        and attrs["op"] not in ("placeholder", "output", "get_attr")
+    )
+
+
+def function_name(attrs: dict[str, Any]) -> str:
+    """The last component of a node's target: ``relu`` for ``torch.nn.functional.relu``."""
+    return str(attrs["target"]).rsplit(".", 1)[-1]
+
+
+def tensor_inputs(arch: ArchGraph, name: str) -> list[str]:
+    return [p for p in arch.graph.predecessors(name) if arch[p]["value"] == "tensor"]
+
+
+def feature_inputs(arch: ArchGraph, name: str) -> list[str]:
+    return [p for p in arch.graph.predecessors(name) if is_feature(arch[p])]
+
+
+def is_join(attrs: dict[str, Any]) -> bool:
+    return attrs["op"] in ("call_function", "call_method") and attrs["target"] in JOIN_TARGETS
+
+
+def activation_kind(attrs: dict[str, Any]) -> str | None:
+    if attrs["op"] == "call_module" and attrs["module_type"] in ACTIVATION_TYPES:
+        return attrs["module_type"]
+    if attrs["op"] in ("call_function", "call_method") and function_name(attrs) in ACTIVATION_FUNCTIONS:
+        return function_name(attrs).rstrip("_")
+    return None
+
+
+def norm_kind(attrs: dict[str, Any]) -> str | None:
+    if attrs["op"] == "call_module" and str(attrs["module_type"]).endswith(NORM_TYPE_SUFFIXES):
+        return attrs["module_type"]
+    if attrs["op"] in ("call_function", "call_method") and function_name(attrs) in NORM_FUNCTIONS:
+        return function_name(attrs)
+    return None
+
+
+def data_nodes(arch: ArchGraph) -> set[str]:
+    """Nodes computed from the model's inputs (not only from parameters or constants)."""
+    reached = set(arch.inputs)
+    for source in arch.inputs:
+        reached |= nx.descendants(arch.graph, source)
+    return reached
+
+
+def size_text(attrs: dict[str, Any]) -> str:
+    """``56x56`` for a feature map, ``3136 tokens`` for a token sequence."""
+    spatial = attrs["spatial"] or ()
+    if attrs["layout"] == "NLC":
+        return f"{spatial[0]} tokens"
+    return "x".join(str(s) for s in spatial)
+
+
+def where(attrs: dict[str, Any]) -> str:
+    """``layer2.0.conv2 (Conv2d)``, or the function name at the root."""
+    if attrs["module"]:
+        kind = attrs["module_type"] or ""
+        return f"{attrs['module']} ({kind})" if kind else attrs["module"]
+    return function_name(attrs)
+
+
+def block_output(arch: ArchGraph, module_path: str) -> str | None:
+    """The last tensor node recorded inside ``module_path``'s forward: the block's output."""
+    last = None
+    for name, attrs in arch.graph.nodes(data=True):
+        if module_path in attrs["scope"] and attrs["value"] == "tensor":
+            last = name
+    return last

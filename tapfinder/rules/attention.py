@@ -1,0 +1,65 @@
+"""Attention: before and after each attention operation (scaled dot-product attention,
+``nn.MultiheadAttention``, a softmax over a square score matrix)."""
+
+from __future__ import annotations
+
+from ..candidates import Candidate, rule
+from ..graph import ArchGraph
+from ._common import block_output, function_name, tensor_inputs
+
+KIND = "attention"
+
+_ATTENTION_MODULES = {"MultiheadAttention"}
+_ATTENTION_FUNCTIONS = {"scaled_dot_product_attention", "multi_head_attention_forward"}
+
+
+def _is_attention_core(attrs: dict) -> bool:
+    if attrs["op"] == "call_module":
+        return attrs["module_type"] in _ATTENTION_MODULES
+    name = function_name(attrs)
+    if name in _ATTENTION_FUNCTIONS:
+        return True
+    shape = attrs["shape"]
+    return (
+        name == "softmax"
+        and attrs["value"] == "tensor"
+        and len(shape) >= 3
+        and shape[-1] == shape[-2]
+    )
+
+
+def _first_tensor_output(arch: ArchGraph, name: str) -> str:
+    """The node itself, or for a tuple-returning attention module the element it feeds on."""
+    if arch[name]["value"] == "tensor":
+        return name
+    for user in arch.graph.successors(name):
+        if arch[user]["value"] == "tensor":
+            return user
+    return name
+
+
+@rule(KIND)
+def find_attention(arch: ArchGraph) -> list[Candidate]:
+    """For each attention core, the input of its enclosing attention module ("before") and that
+    module's output ("after"); at the root, the core's own input and output."""
+    found = []
+    seen_scopes: set[str] = set()
+    for name, attrs in arch.graph.nodes(data=True):
+        if not _is_attention_core(attrs):
+            continue
+        scope = attrs["scope"][-1] if attrs["scope"] else None
+        if scope in seen_scopes:
+            continue
+        if scope is not None:
+            seen_scopes.add(scope)
+            after = _first_tensor_output(arch, block_output(arch, scope) or name)
+            first = next(n for n, a in arch.graph.nodes(data=True) if scope in a["scope"])
+            inputs = tensor_inputs(arch, first)
+        else:
+            after = _first_tensor_output(arch, name)
+            inputs = tensor_inputs(arch, name)
+        label = f"{scope} ({arch.module_types.get(scope, 'attention')})" if scope else function_name(attrs)
+        found.append(Candidate(after, KIND, 0.9, f"after attention in {label}"))
+        if inputs:
+            found.append(Candidate(inputs[0], KIND, 0.7, f"before attention in {label}"))
+    return found

@@ -1,0 +1,39 @@
+"""Downsampling: the spatial size or token count shrinks (pooling, strided conv, patch merging)."""
+
+from __future__ import annotations
+
+import math
+
+from ..candidates import Candidate, rule
+from ..graph import ArchGraph
+from ._common import is_feature, size_text, where
+
+KIND = "downsampling"
+
+
+@rule(KIND)
+def find_downsampling(arch: ArchGraph) -> list[Candidate]:
+    """Candidates after each shrinking node and before it (its input).
+
+    Global pooling to a single position is kept with a low score: it ends the feature maps
+    rather than changing their granularity.
+    """
+    found = []
+    for name, attrs in arch.graph.nodes(data=True):
+        if not is_feature(attrs):
+            continue
+        sources = [p for p in arch.graph.predecessors(name) if arch[p]["spatial"] is not None]
+        for source in sources:
+            before = arch[source]
+            size_before, size_after = math.prod(before["spatial"]), math.prod(attrs["spatial"])
+            if size_after >= size_before or len(before["spatial"]) != len(attrs["spatial"]):
+                continue
+            stride = (size_before / size_after) ** (1 / len(attrs["spatial"]))
+            change = f"{size_text(before)} -> {size_text(attrs)}"
+            global_pool = size_after == 1
+            score = 0.3 if global_pool else 1.0
+            what = "global pooling" if global_pool else f"stride {stride:g}"
+            found.append(Candidate(name, KIND, score, f"after downsampling {change} ({what}) at {where(attrs)}"))
+            found.append(Candidate(source, KIND, 0.8 * score, f"before downsampling {change} ({what}) at {where(attrs)}"))
+            break
+    return found

@@ -1,0 +1,59 @@
+"""Stage boundaries: ends of repeated sibling blocks, and where width or resolution changes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..candidates import Candidate, rule
+from ..graph import ArchGraph
+from ._common import block_output, is_feature, size_text
+
+KIND = "stage_boundary"
+
+
+def _repeated_blocks(arch: ArchGraph) -> dict[tuple[str, str], list[str]]:
+    """(parent path, class name) -> child paths, for two or more sibling blocks of one class.
+
+    Only composite modules that ran count: those whose forward recorded nodes of submodules
+    (a ``Bottleneck``, a transformer layer), not single layers such as three sibling convs.
+    """
+    ran = {path for _, attrs in arch.graph.nodes(data=True) for path in attrs["scope"][:-1]}
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path in sorted(ran):
+        class_name = arch.module_types.get(path)
+        if class_name:
+            groups[(path.rpartition(".")[0], class_name)].append(path)
+    return {key: members for key, members in groups.items() if len(members) >= 2}
+
+
+@rule(KIND)
+def find_stage_boundaries(arch: ArchGraph) -> list[Candidate]:
+    """Block outputs of repeated sibling blocks (the last block of a group scores highest), and
+    the last main-path node before channel width or resolution changes."""
+    found = []
+    order = {name: i for i, name in enumerate(arch.graph)}
+    for (parent, class_name), members in _repeated_blocks(arch).items():
+        outputs = [(block_output(arch, path), path) for path in members]
+        outputs = sorted(((o, p) for o, p in outputs if o), key=lambda item: order[item[0]])
+        for index, (output, path) in enumerate(outputs, start=1):
+            last = index == len(outputs)
+            group = parent or "the root"
+            found.append(Candidate(
+                output, KIND, 0.9 if last else 0.6,
+                f"end of block {path} ({class_name} {index} of {len(outputs)} in {group})",
+            ))
+
+    previous = None
+    for name, attrs in arch.graph.nodes(data=True):
+        if not (attrs["on_main_path"] and is_feature(attrs)):
+            continue
+        if previous is not None:
+            before = arch[previous]
+            if (before["channels"], before["spatial"]) != (attrs["channels"], attrs["spatial"]):
+                found.append(Candidate(
+                    previous, KIND, 0.8,
+                    f"last main-path node with {before['channels']} channels at "
+                    f"{size_text(before)} before {attrs['channels']} channels at {size_text(attrs)}",
+                ))
+        previous = name
+    return found

@@ -1,0 +1,82 @@
+import warnings
+
+import pytest
+import torch
+
+import tapfinder
+from tapfinder.candidates import find_candidates
+from tapfinder.rank import select_taps
+
+tv = pytest.importorskip("torchvision.models")
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    with torch.device("meta"):
+        model = tv.resnet50().eval()
+    arch = tapfinder.trace(model, (1, 3, 224, 224))
+    return arch, find_candidates(arch)
+
+
+@pytest.mark.parametrize("position, low, high", [("input", 0.0, 0.5), ("output", 0.5, 1.0),
+                                                 ("central", 0.25, 0.75)])
+def test_position_policy_keeps_taps_in_its_half(resnet50, position, low, high):
+    arch, candidates = resnet50
+    taps = select_taps(arch, candidates, k=3, position=position)
+    assert len(taps) == 3
+    assert all(low <= t.depth <= high for t in taps), [t.depth for t in taps]
+
+
+def test_uniform_spreads_taps_over_the_depth(resnet50):
+    arch, candidates = resnet50
+    depths = [t.depth for t in select_taps(arch, candidates, k=3, position="uniform")]
+    assert depths[0] < 0.34 and 0.33 < depths[1] < 0.67 and depths[2] > 0.66
+
+
+@pytest.mark.parametrize("spacing", [1, 5, 20])
+def test_taps_respect_the_minimum_spacing(resnet50, spacing):
+    arch, candidates = resnet50
+    taps = select_taps(arch, candidates, k=4, spacing=spacing, position="uniform")
+    indices = [t.layer_index for t in taps]
+    assert all(b - a >= spacing for a, b in zip(indices, indices[1:]))
+
+
+def test_taps_are_real_tensor_nodes_with_their_reported_shape(resnet50):
+    arch, candidates = resnet50
+    for tap in select_taps(arch, candidates, k=5, position="uniform"):
+        assert arch[tap.node]["value"] == "tensor" and arch[tap.node]["shape"] == tap.shape
+        assert tap.reasons and tap.kinds and 0 < tap.score <= 1
+
+
+def test_each_tap_says_what_it_beat(resnet50):
+    arch, candidates = resnet50
+    taps = select_taps(arch, candidates, k=3, spacing=6)
+    assert any(t.beat for t in taps)
+    explained = taps[0].explain()
+    assert taps[0].node in explained and "beat nearby" in "\n".join(t.explain() for t in taps)
+
+
+def test_fewer_taps_than_k_warns(resnet50):
+    arch, candidates = resnet50
+    with pytest.warns(UserWarning, match="Only .* of k=50 taps fit"):
+        taps = select_taps(arch, candidates, k=50, spacing=10, position="input")
+    assert 0 < len(taps) < 50
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"k": 0}, "k must be a positive integer"),
+    ({"spacing": -1}, "spacing must be a non-negative"),
+    ({"position": "middle"}, "position must be one of"),
+])
+def test_bad_arguments_are_refused(resnet50, arguments, message):
+    arch, candidates = resnet50
+    with pytest.raises(ValueError, match=message):
+        select_taps(arch, candidates, **arguments)
+
+
+def test_kinds_filter_restricts_the_evidence(resnet50):
+    arch, candidates = resnet50
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        taps = select_taps(arch, candidates, k=3, kinds=["bottleneck"])
+    assert taps and all(t.kinds == ("bottleneck",) for t in taps)

@@ -1,0 +1,67 @@
+import json
+import shutil
+
+import networkx as nx
+import pytest
+import torch
+
+import tapfinder
+from tapfinder.candidates import find_candidates
+from tapfinder.rank import select_taps
+from tapfinder.render import render
+
+tv = pytest.importorskip("torchvision.models")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is missing")
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    with torch.device("meta"):
+        model = tv.resnet18().eval()
+    arch = tapfinder.trace(model, (1, 3, 224, 224))
+    candidates = find_candidates(arch)
+    return arch, candidates, select_taps(arch, candidates, k=3)
+
+
+def test_drawing_numbers_the_taps_and_has_a_legend(analysed):
+    arch, candidates, taps = analysed
+    source = render(arch, candidates=candidates, taps=taps).source
+    for number in (1, 2, 3):
+        assert f"TAP {number}" in source
+    assert "cluster_legend" in source and "stage_boundary" in source
+    assert "cluster_layer1" in source and "1x64x56x56" in source
+
+
+def test_collapse_draws_each_block_as_one_box(analysed):
+    arch, candidates, taps = analysed
+    full = render(arch, candidates=candidates, taps=taps).source
+    collapsed = render(arch, candidates=candidates, taps=taps, collapse=2).source
+    assert collapsed.count("->") < full.count("->") / 3
+    assert "BasicBlock (" in collapsed
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [(".svg", b"<?xml"), (".png", b"\x89PNG"), (".pdf", b"%PDF")])
+def test_renders_to_image_formats(analysed, tmp_path, suffix, magic):
+    arch, candidates, taps = analysed
+    path = tmp_path / f"graph{suffix}"
+    render(arch, path, candidates=candidates, taps=taps, collapse=2)
+    assert path.read_bytes().startswith(magic)
+
+
+def test_dot_source_and_bad_extension(analysed, tmp_path):
+    arch, _, _ = analysed
+    render(arch, tmp_path / "graph.dot")
+    assert (tmp_path / "graph.dot").read_text().startswith("digraph")
+    with pytest.raises(ValueError, match="use one of .svg"):
+        render(arch, tmp_path / "graph.jpeg")
+
+
+def test_graphml_and_node_link_exports(analysed, tmp_path):
+    arch, _, _ = analysed
+    arch.to_graphml(tmp_path / "arch.graphml")
+    loaded = nx.read_graphml(tmp_path / "arch.graphml")
+    assert set(loaded.nodes) == set(arch.graph.nodes)
+    assert json.loads(loaded.nodes["layer4_1_relu_1"]["shape"]) == [1, 512, 7, 7]
+    data = json.loads(json.dumps(arch.to_node_link()))
+    assert len(data["nodes"]) == len(arch) and len(data["edges"]) == arch.graph.number_of_edges()
