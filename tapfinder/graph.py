@@ -19,7 +19,7 @@ from .layout import infer_layouts
 from .shapes import ValueInfo
 from .tracer import SCOPE_META_KEY
 
-__all__ = ["ArchGraph", "build_arch_graph"]
+__all__ = ["ArchGraph", "build_arch_graph", "carries_tensors"]
 
 _JSON_FORMAT = "tapfinder.archgraph"
 _JSON_VERSION = 1
@@ -432,7 +432,7 @@ def _add_main_path(graph: nx.DiGraph, input_names: tuple[str, ...], output_name:
     source = object()  # a virtual node joining all inputs, so one dominator tree covers them
     flow = nx.DiGraph(
         graph.subgraph(
-            n for n, a in graph.nodes(data=True) if _carries_tensors(a) or n == output_name
+            n for n, a in graph.nodes(data=True) if carries_tensors(a) or n == output_name
         )
     )
     flow.add_edges_from((source, name) for name in input_names if name in flow)
@@ -447,7 +447,7 @@ def _add_main_path(graph: nx.DiGraph, input_names: tuple[str, ...], output_name:
         attrs["on_main_path"] = name in main_path
 
 
-def _carries_tensors(attrs: Mapping[str, Any]) -> bool:
+def carries_tensors(attrs: Mapping[str, Any]) -> bool:
     """Whether a node's value is a tensor or a container holding at least one tensor."""
 
     def has_shape(shape: Any) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import graphviz
 
 from .candidates import Candidate
-from .graph import ArchGraph
+from .graph import ArchGraph, carries_tensors
 from .rank import Tap, canonical_node
 
 __all__ = ["render", "KIND_COLOURS"]
@@ -75,8 +75,7 @@ def render(
 
     drawn = [
         n for n, a in arch.graph.nodes(data=True)
-        if a["value"] in ("tensor", "tuple", "list", "dict") and a["op"] != "get_attr"
-        or a["op"] == "output"
+        if (carries_tensors(a) and a["op"] != "get_attr") or a["op"] == "output"
     ]
     box = {n: _box_of(arch[n], collapse) for n in drawn}
     representative = {n: box[n] or n for n in drawn}
