@@ -15,7 +15,7 @@ import graphviz
 
 from .candidates import Candidate
 from .graph import ArchGraph, carries_tensors
-from .rank import Tap, canonical_node
+from .rank import Tap, merge_candidates
 
 __all__ = ["render", "KIND_COLOURS"]
 
@@ -67,18 +67,14 @@ def render(
         For an unsupported file extension.
     """
     taps = list(taps)
-    kinds_at: dict[str, dict[str, float]] = defaultdict(dict)
-    for candidate in candidates:
-        node = canonical_node(arch, candidate.node)
-        kinds_at[node][candidate.kind] = max(kinds_at[node].get(candidate.kind, 0), candidate.score)
+    top_kind = {e.node: e.kinds[0] for e in merge_candidates(arch, candidates)}
     tap_number = {tap.node: i for i, tap in enumerate(taps, start=1)}
 
     drawn = [
         n for n, a in arch.graph.nodes(data=True)
         if (carries_tensors(a) and a["op"] != "get_attr") or a["op"] == "output"
     ]
-    box = {n: _box_of(arch[n], collapse) for n in drawn}
-    representative = {n: box[n] or n for n in drawn}
+    representative = {n: _box_of(arch[n], collapse) or n for n in drawn}
 
     dot = graphviz.Digraph(arch.model_name or "model", graph_attr={
         "rankdir": "TB", "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.15",
@@ -98,12 +94,12 @@ def render(
 
     for top, reps in clusters.items():
         if top is None:
-            _add_nodes(dot, arch, reps, members_of, kinds_at, tap_number)
+            _add_nodes(dot, arch, reps, members_of, top_kind, tap_number)
             continue
         with dot.subgraph(name=f"cluster_{top}") as cluster:
             cluster.attr(label=f"{top} ({arch.module_types.get(top, 'module')})",
                          style="rounded,dashed", color="#999999", fontsize="10")
-            _add_nodes(cluster, arch, reps, members_of, kinds_at, tap_number)
+            _add_nodes(cluster, arch, reps, members_of, top_kind, tap_number)
 
     edges = set()
     for source, target in arch.graph.edges:
@@ -114,7 +110,7 @@ def render(
     for a, b in sorted(edges):
         dot.edge(a, b)
 
-    used = sorted({k for kinds in kinds_at.values() for k in kinds})
+    used = sorted(set(top_kind.values()))
     if used:
         with dot.subgraph(name="cluster_legend") as legend:
             legend.attr(label="candidate kinds", fontsize="9", style="rounded", color="#999999")
@@ -131,11 +127,11 @@ def _add_nodes(
     arch: ArchGraph,
     reps: list[str],
     members_of: dict[str, list[str]],
-    kinds_at: dict[str, dict[str, float]],
+    top_kind: dict[str, str],
     tap_number: dict[str, int],
 ) -> None:
     for rep in reps:
-        label, style = _label(arch, rep, members_of[rep], kinds_at, tap_number)
+        label, style = _label(arch, rep, members_of[rep], top_kind, tap_number)
         graph.node(rep, label, **style)
 
 
@@ -143,7 +139,7 @@ def _label(
     arch: ArchGraph,
     rep: str,
     members: list[str],
-    kinds_at: dict[str, dict[str, float]],
+    top_kind: dict[str, str],
     tap_number: dict[str, int],
 ) -> tuple[str, dict[str, str]]:
     last = members[-1]
@@ -155,13 +151,10 @@ def _label(
         title = f"{rep}\n{arch.module_types.get(rep, 'module')} ({len(members)} ops)"
     label = f"{title}\n{_shape_text(attrs['shape'])}"
     style: dict[str, str] = {}
-    kinds: dict[str, float] = {}
-    for member in members:
-        for kind, score in kinds_at.get(member, {}).items():
-            kinds[kind] = max(kinds.get(kind, 0), score)
+    kinds = [top_kind[m] for m in members if m in top_kind]
     if kinds:
-        top = max(kinds, key=kinds.get)
-        style["fillcolor"] = KIND_COLOURS.get(top, _OTHER_KIND)
+        # A collapsed box takes the colour of its last candidate: the block's output.
+        style["fillcolor"] = KIND_COLOURS.get(kinds[-1], _OTHER_KIND)
     numbers = [tap_number[m] for m in members if m in tap_number]
     if numbers:
         label = f"TAP {', '.join(map(str, numbers))}\n{label}"

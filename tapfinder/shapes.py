@@ -17,8 +17,6 @@ BatchNorm's running statistics untouched in training mode. Three modes are tried
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -148,7 +146,7 @@ def _run(
         if mode == "meta":
             state = _data_free_state(graph_module, torch.device("meta"))
             inputs = tuple(_data_free_input(t, torch.device("meta")) for t in example_inputs)
-            with _swapped_state(graph_module, state):
+            with _reparametrize_module(graph_module, state, tie_weights=True):
                 recorder.run(*inputs)
         elif mode == "fake":
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
@@ -156,12 +154,12 @@ def _run(
             with fake_mode:
                 state = _data_free_state(graph_module, device)
                 inputs = tuple(_data_free_input(t, device) for t in example_inputs)
-            with _swapped_state(graph_module, state), fake_mode:
+            with _reparametrize_module(graph_module, state, tie_weights=True), fake_mode:
                 recorder.run(*inputs)
         else:
             state = {name: buffer.clone() for name, buffer in graph_module.named_buffers()}
             inputs = tuple(_real_input(t) for t in example_inputs)
-            with _swapped_state(graph_module, state):
+            with _reparametrize_module(graph_module, state, tie_weights=True):
                 recorder.run(*inputs)
     return recorder.infos
 
@@ -197,11 +195,3 @@ def _real_input(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.dtype.is_floating_point:
         return torch.randn(tensor.shape, dtype=tensor.dtype)
     return torch.zeros(tensor.shape, dtype=tensor.dtype)
-
-
-@contextmanager
-def _swapped_state(
-    graph_module: fx.GraphModule, state: dict[str, torch.Tensor]
-) -> Iterator[None]:
-    with _reparametrize_module(graph_module, state, tie_weights=True):
-        yield

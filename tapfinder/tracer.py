@@ -59,6 +59,10 @@ class _MetaEvaluator:
         self.root = root
         self.inputs = tuple(torch.empty(t.shape, dtype=t.dtype, device="meta") for t in example_inputs)
         self.interpreter: fx.Interpreter | None = None
+        self.state = {
+            name: torch.empty_like(t, device="meta")
+            for name, t in [*root.named_parameters(), *root.named_buffers()]
+        }
 
     def value(self, node: fx.Node) -> Any:
         if self.interpreter is None:
@@ -72,11 +76,7 @@ class _MetaEvaluator:
             pending.append(current)
             stack.extend(current.all_input_nodes)
         order = {n: i for i, n in enumerate(node.graph.nodes)}
-        state = {
-            name: torch.empty_like(t, device="meta")
-            for name, t in [*self.root.named_parameters(), *self.root.named_buffers()]
-        }
-        with torch.no_grad(), _reparametrize_module(self.root, state, tie_weights=True):
+        with torch.no_grad(), _reparametrize_module(self.root, self.state, tie_weights=True):
             for current in sorted(pending, key=order.__getitem__):
                 env[current] = self._run(current)
         return env[node]
@@ -185,8 +185,7 @@ class ScopeTracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
 
     def _last_node(self) -> fx.Node | None:
-        nodes = self.graph.nodes
-        return next(iter(reversed(nodes)), None) if len(nodes) else None
+        return next(iter(reversed(self.graph.nodes)), None)
 
     def _erase_nodes_after(self, last_node: fx.Node | None) -> None:
         erased = set()

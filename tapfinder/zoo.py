@@ -97,7 +97,7 @@ def _timm(name: str, kwargs: dict) -> nn.Module:
 def _smp(name: str, kwargs: dict) -> nn.Module:
     smp = _import("segmentation_models_pytorch")
     arch, _, encoder = name.partition(":")
-    architectures = {a.__name__: a for a in smp.__dict__.values() if _is_smp_model(smp, a)}
+    architectures = {a.__name__: a for a in smp.__dict__.values() if _is_smp_model(a)}
     if arch not in architectures:
         raise _unknown("segmentation-models-pytorch", arch, sorted(architectures))
     encoder = encoder or "resnet34"
@@ -107,10 +107,12 @@ def _smp(name: str, kwargs: dict) -> nn.Module:
     return architectures[arch](encoder_name=encoder, encoder_weights=None, **kwargs)
 
 
-def _is_smp_model(smp: Any, value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, nn.Module) and hasattr(
-        smp, value.__name__
-    ) and value.__module__.startswith("segmentation_models_pytorch.decoders")
+def _is_smp_model(value: Any) -> bool:
+    return (
+        isinstance(value, type)
+        and issubclass(value, nn.Module)
+        and value.__module__.startswith("segmentation_models_pytorch.decoders")
+    )
 
 
 def _user_factory(module_name: str, attribute: str, kwargs: dict) -> nn.Module:

@@ -85,10 +85,14 @@ def where(attrs: dict[str, Any]) -> str:
     return function_name(attrs)
 
 
-def block_output(arch: ArchGraph, module_path: str) -> str | None:
-    """The last tensor node recorded inside ``module_path``'s forward: the block's output."""
-    last = None
+def scope_bounds(arch: ArchGraph) -> tuple[dict[str, str], dict[str, str]]:
+    """For every module path: the first node recorded inside its forward, and the last tensor
+    node (the block's output). One pass over the graph serves every rule that asks."""
+    first: dict[str, str] = {}
+    last_tensor: dict[str, str] = {}
     for name, attrs in arch.graph.nodes(data=True):
-        if module_path in attrs["scope"] and attrs["value"] == "tensor":
-            last = name
-    return last
+        for path in attrs["scope"]:
+            first.setdefault(path, name)
+            if attrs["value"] == "tensor":
+                last_tensor[path] = name
+    return first, last_tensor

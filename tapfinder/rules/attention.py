@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..candidates import Candidate, rule
 from ..graph import ArchGraph
-from ._common import block_output, function_name, tensor_inputs
+from ._common import function_name, scope_bounds, tensor_inputs
 
 KIND = "attention"
 
@@ -44,6 +44,7 @@ def find_attention(arch: ArchGraph) -> list[Candidate]:
     module's output ("after"); at the root, the core's own input and output."""
     found = []
     seen_scopes: set[str] = set()
+    first_node, block_outputs = scope_bounds(arch)
     for name, attrs in arch.graph.nodes(data=True):
         if not _is_attention_core(attrs):
             continue
@@ -52,9 +53,8 @@ def find_attention(arch: ArchGraph) -> list[Candidate]:
             continue
         if scope is not None:
             seen_scopes.add(scope)
-            after = _first_tensor_output(arch, block_output(arch, scope) or name)
-            first = next(n for n, a in arch.graph.nodes(data=True) if scope in a["scope"])
-            inputs = tensor_inputs(arch, first)
+            after = _first_tensor_output(arch, block_outputs.get(scope, name))
+            inputs = tensor_inputs(arch, first_node[scope])
         else:
             after = _first_tensor_output(arch, name)
             inputs = tensor_inputs(arch, name)

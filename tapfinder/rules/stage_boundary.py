@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from ..candidates import Candidate, rule
 from ..graph import ArchGraph
-from ._common import block_output, is_feature, size_text
+from ._common import is_feature, scope_bounds, size_text
 
 KIND = "stage_boundary"
 
@@ -32,8 +32,9 @@ def find_stage_boundaries(arch: ArchGraph) -> list[Candidate]:
     the last main-path node before channel width or resolution changes."""
     found = []
     order = {name: i for i, name in enumerate(arch.graph)}
+    _, block_outputs = scope_bounds(arch)
     for (parent, class_name), members in _repeated_blocks(arch).items():
-        outputs = [(block_output(arch, path), path) for path in members]
+        outputs = [(block_outputs.get(path), path) for path in members]
         outputs = sorted(((o, p) for o, p in outputs if o), key=lambda item: order[item[0]])
         for index, (output, path) in enumerate(outputs, start=1):
             last = index == len(outputs)

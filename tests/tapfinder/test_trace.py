@@ -5,7 +5,7 @@ import gc
 import psutil
 import pytest
 import torch
-from architectures import ConvBlock, TinyTokenTransformer, TwoInputNet
+from architectures import TinyTokenTransformer, TwoInputNet
 from torch import nn
 
 import tapfinder
@@ -236,8 +236,3 @@ def test_json_round_trip_keeps_every_attribute(small_net, tmp_path):
 def test_from_json_refuses_other_documents(tmp_path):
     with pytest.raises(ValueError, match="Not a tapfinder ArchGraph"):
         tapfinder.ArchGraph.from_json('{"nodes": []}')
-
-
-def test_conv_block_fixture_is_importable():
-    # The shared architectures module is what other test files build on.
-    assert isinstance(ConvBlock(3, 4).conv, nn.Conv2d)
