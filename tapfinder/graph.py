@@ -7,6 +7,7 @@ import math
 import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 from .layout import infer_layouts
 from .shapes import ValueInfo
-from .tracer import SCOPE_META_KEY
+from .tracer import SCOPE_META_KEY, TracedModel
 
 __all__ = ["ArchGraph", "build_arch_graph", "carries_tensors"]
 
@@ -52,9 +53,10 @@ class ArchGraph:
         on the longest path from an input), ``depth`` (``layer_index`` / its maximum) and
         ``on_main_path`` (every path from the inputs to the output passes through the node: it
         dominates the output, a natural block boundary).
-    graph_module
-        The ``torch.fx.GraphModule`` sharing the model's submodules, parameters and buffers;
-        ``None`` for a graph loaded from JSON.
+    traced
+        The fx graph and the root it runs on (sharing the model's submodules, parameters and
+        buffers); ``None`` for a graph loaded from JSON. ``graph_module`` builds a runnable
+        ``torch.fx.GraphModule`` from it on first use.
     inputs, outputs
         Names of the placeholder nodes and of the nodes the model returns.
     leaves
@@ -73,7 +75,7 @@ class ArchGraph:
     """
 
     graph: nx.DiGraph
-    graph_module: fx.GraphModule | None
+    traced: TracedModel | None
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     leaves: dict[str, str] = field(default_factory=dict)
@@ -81,6 +83,11 @@ class ArchGraph:
     shape_guards: list[str] = field(default_factory=list)
     model_name: str = ""
     shape_mode: str = "fake"
+
+    @cached_property
+    def graph_module(self) -> fx.GraphModule | None:
+        """The traced model as a runnable ``GraphModule`` (built once, on first use)."""
+        return self.traced.graph_module() if self.traced is not None else None
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         """Attributes of the node called ``name``."""
@@ -199,7 +206,7 @@ class ArchGraph:
     def from_json(cls, source: str | Path) -> ArchGraph:
         """Load an ``ArchGraph`` written by :meth:`to_json` (a JSON string or a file path).
 
-        The result has ``graph_module=None``: it supports analysis, not instrumentation.
+        The result has ``traced=None``: it supports analysis, not instrumentation.
         """
         text = source
         if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
@@ -217,7 +224,7 @@ class ArchGraph:
         graph.add_edges_from(tuple(edge) for edge in document["edges"])
         return cls(
             graph=graph,
-            graph_module=None,
+            traced=None,
             inputs=tuple(document["inputs"]),
             outputs=tuple(document["outputs"]),
             leaves=dict(document["leaves"]),
@@ -260,26 +267,26 @@ def _shape_text(attrs: Mapping[str, Any]) -> str:
 
 def build_arch_graph(
     model: nn.Module,
-    graph_module: fx.GraphModule,
+    traced: TracedModel,
     infos: Mapping[str, ValueInfo],
     *,
-    leaves: Mapping[str, str],
-    shape_guards: list[str],
     shape_mode: str,
 ) -> ArchGraph:
-    """Turn a traced, shape-propagated ``GraphModule`` into an :class:`ArchGraph`."""
-    nodes = list(graph_module.graph.nodes)
-    leaf_modules = dict(graph_module.named_modules())
+    """Turn a traced, shape-propagated model into an :class:`ArchGraph`."""
+    root = traced.root
+    nodes = list(traced.graph.nodes)
+    leaf_modules = dict(root.named_modules())
     user_modules = dict(model.named_modules())
     layouts = infer_layouts(nodes, infos, leaf_modules)
     parameters = {id(p) for p in model.parameters()}
+    parameters_by_module = _parameters_by_module(root)
 
     graph = nx.DiGraph()
     for node in nodes:
         info = infos.get(node.name, ValueInfo("none", None, None))
         scope = node.meta.get(SCOPE_META_KEY, ())
         module_path = str(node.target) if node.op == "call_module" else (scope[-1] if scope else None)
-        params = _parameter_count(node, leaf_modules, graph_module, parameters)
+        params = _parameter_count(node, parameters_by_module, root, parameters)
         graph.add_node(
             node.name,
             op=node.op,
@@ -292,7 +299,7 @@ def build_arch_graph(
             dtype=info.dtype,
             layout=layouts.get(node.name),
             params=params,
-            parametric=_is_parametric(node, params, graph_module, parameters),
+            parametric=_is_parametric(node, params, root, parameters),
         )
         for source in node.all_input_nodes:
             graph.add_edge(source.name, node.name)
@@ -305,16 +312,16 @@ def build_arch_graph(
     _add_main_path(graph, input_names, output_node.name)
     return ArchGraph(
         graph=graph,
-        graph_module=graph_module,
+        traced=traced,
         inputs=input_names,
         outputs=tuple(n.name for n in output_node.all_input_nodes),
-        leaves=dict(leaves),
+        leaves=dict(traced.auto_leaves),
         module_types={
             path: type(user_modules[path]).__name__
             for path in sorted({p for _, a in graph.nodes(data=True) for p in a["scope"]})
             if path in user_modules
         },
-        shape_guards=list(shape_guards),
+        shape_guards=[str(guard) for guard in traced.shape_guards],
         model_name=type(model).__name__,
         shape_mode=shape_mode,
     )
@@ -333,30 +340,43 @@ def _target_name(node: fx.Node) -> str:
     return f"{module}.{name}"
 
 
+def _parameters_by_module(root: nn.Module) -> dict[str, int]:
+    """Parameter count of every module path, from one walk over the parameters.
+
+    A parameter shared by two modules counts once in each (and once in their common parents).
+    """
+    owned: dict[str, dict[int, int]] = {}
+    for name, parameter in root.named_parameters(remove_duplicate=False):
+        parts = name.split(".")[:-1]
+        for depth in range(len(parts) + 1):
+            owned.setdefault(".".join(parts[:depth]), {})[id(parameter)] = parameter.numel()
+    return {path: sum(counts.values()) for path, counts in owned.items()}
+
+
 def _parameter_count(
     node: fx.Node,
-    modules: Mapping[str, nn.Module],
-    graph_module: fx.GraphModule,
+    parameters_by_module: Mapping[str, int],
+    root: nn.Module,
     parameters: set[int],
 ) -> int:
     if node.op == "call_module":
-        return sum(p.numel() for p in modules[str(node.target)].parameters())
+        return parameters_by_module.get(str(node.target), 0)
     if node.op == "get_attr":
-        value = _get_attr(graph_module, str(node.target))
+        value = _get_attr(root, str(node.target))
         if isinstance(value, torch.Tensor) and id(value) in parameters:
             return value.numel()
     return 0
 
 
-def _get_attr(graph_module: fx.GraphModule, target: str) -> Any:
-    value: Any = graph_module
+def _get_attr(root: nn.Module, target: str) -> Any:
+    value: Any = root
     for part in target.split("."):
         value = getattr(value, part, None)
     return value
 
 
 def _is_parametric(
-    node: fx.Node, params: int, graph_module: fx.GraphModule, parameters: set[int]
+    node: fx.Node, params: int, root: nn.Module, parameters: set[int]
 ) -> bool:
     if node.op == "call_module":
         return params > 0
@@ -366,7 +386,7 @@ def _is_parametric(
     if not weighted:
         return False
     return any(
-        arg.op == "get_attr" and id(_get_attr(graph_module, str(arg.target))) in parameters
+        arg.op == "get_attr" and id(_get_attr(root, str(arg.target))) in parameters
         for arg in node.all_input_nodes
     )
 

@@ -25,6 +25,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.utils.stateless import _reparametrize_module
 
 from .errors import ShapePropagationError
+from .shape_rules import binary_output, layer_output
+from .tracer import TracedModel
 
 __all__ = ["ValueInfo", "propagate_shapes"]
 
@@ -75,9 +77,24 @@ def _first_dtype(items: list[ValueInfo]) -> str | None:
 class _Recorder(fx.Interpreter):
     """Runs the graph and keeps a :class:`ValueInfo` per node, naming the node that fails."""
 
-    def __init__(self, graph_module: fx.GraphModule) -> None:
-        super().__init__(graph_module, garbage_collect_values=True)
+    def __init__(self, traced: TracedModel, *, use_shape_rules: bool) -> None:
+        super().__init__(traced.root, garbage_collect_values=True, graph=traced.graph)
         self.infos: dict[str, ValueInfo] = {}
+        self.use_shape_rules = use_shape_rules
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+        if self.use_shape_rules:
+            output = layer_output(self.fetch_attr(target), args, kwargs)
+            if output is not None:
+                return output
+        return super().call_module(target, args, kwargs)
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        if self.use_shape_rules:
+            output = binary_output(target, args, kwargs)
+            if output is not None:
+                return output
+        return super().call_function(target, args, kwargs)
 
     def run_node(self, node: fx.Node) -> Any:
         try:
@@ -93,14 +110,14 @@ class _Recorder(fx.Interpreter):
         return result
 
 
-def _node_failure(node: fx.Node, graph_module: fx.GraphModule, error: Exception) -> Exception:
+def _node_failure(node: fx.Node, root: torch.nn.Module, error: Exception) -> Exception:
     inputs = ", ".join(
         f"{arg.name}: {tuple(arg.meta['tapfinder_shape'])}"
         for arg in node.all_input_nodes
         if isinstance(arg.meta.get("tapfinder_shape"), tuple)
     )
     what = node.target if node.op != "call_module" else (
-        f"{node.target} ({type(graph_module.get_submodule(node.target)).__name__})"
+        f"{node.target} ({type(root.get_submodule(node.target)).__name__})"
     )
     message = str(error).strip().splitlines()
     return ShapePropagationError(
@@ -113,7 +130,7 @@ def _node_failure(node: fx.Node, graph_module: fx.GraphModule, error: Exception)
 
 
 def propagate_shapes(
-    graph_module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...]
+    traced: TracedModel, example_inputs: tuple[torch.Tensor, ...]
 ) -> tuple[dict[str, ValueInfo], str]:
     """Return a :class:`ValueInfo` per node name and the mode that worked.
 
@@ -125,68 +142,72 @@ def propagate_shapes(
         Naming the node that failed, its inputs' shapes and what to check. When every mode
         fails, the error is the first one's: later modes only add fallbacks for model code.
     """
+    tensors = _model_tensors(traced)
     modes = ["meta", "fake"]
-    if not any(t.is_meta for t in [*graph_module.parameters(), *graph_module.buffers()]):
+    if not any(t.is_meta for t in tensors.values()):
         modes.append("real")
     first_error: ShapePropagationError | None = None
     for mode in modes:
         try:
-            return _run(graph_module, example_inputs, mode), mode
+            return _run(traced, tensors, example_inputs, mode), mode
         except ShapePropagationError as error:
             first_error = first_error or error
     assert first_error is not None
     raise first_error
 
 
+def _model_tensors(traced: TracedModel) -> dict[str, torch.Tensor]:
+    """Parameters, buffers and the tensor constants fx recorded, by attribute path."""
+    root = traced.root
+    tensors = dict(root.named_parameters())
+    tensors.update(root.named_buffers())
+    for node in traced.graph.nodes:
+        if node.op == "get_attr" and node.target not in tensors:
+            value = root
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            if isinstance(value, torch.Tensor):
+                tensors[str(node.target)] = value
+    return tensors
+
+
 def _run(
-    graph_module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...], mode: str
+    traced: TracedModel,
+    tensors: dict[str, torch.Tensor],
+    example_inputs: tuple[torch.Tensor, ...],
+    mode: str,
 ) -> dict[str, ValueInfo]:
-    recorder = _Recorder(graph_module)
+    # Shape rules stand in for layers on meta tensors only: fake and real passes are the
+    # fallbacks for unusual models and should run the model's own code.
+    recorder = _Recorder(traced, use_shape_rules=mode == "meta")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         if mode == "meta":
-            state = _data_free_state(graph_module, torch.device("meta"))
-            inputs = tuple(_data_free_input(t, torch.device("meta")) for t in example_inputs)
-            with _reparametrize_module(graph_module, state, tie_weights=True):
+            meta = torch.device("meta")
+            state = {name: _data_free(t, meta) for name, t in tensors.items()}
+            inputs = tuple(_data_free(t, meta) for t in example_inputs)
+            with _reparametrize_module(traced.root, state, tie_weights=True):
                 recorder.run(*inputs)
         elif mode == "fake":
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-            device = _analysis_device(graph_module)
+            device = next((t.device for t in tensors.values() if not t.is_meta), torch.device("cpu"))
             with fake_mode:
-                state = _data_free_state(graph_module, device)
-                inputs = tuple(_data_free_input(t, device) for t in example_inputs)
-            with _reparametrize_module(graph_module, state, tie_weights=True), fake_mode:
+                state = {name: _data_free(t, device) for name, t in tensors.items()}
+                inputs = tuple(_data_free(t, device) for t in example_inputs)
+            with _reparametrize_module(traced.root, state, tie_weights=True), fake_mode:
                 recorder.run(*inputs)
         else:
-            state = {name: buffer.clone() for name, buffer in graph_module.named_buffers()}
+            state = {name: t.clone() for name, t in traced.root.named_buffers()}
             inputs = tuple(_real_input(t) for t in example_inputs)
-            with _reparametrize_module(graph_module, state, tie_weights=True):
+            with _reparametrize_module(traced.root, state, tie_weights=True):
                 recorder.run(*inputs)
     return recorder.infos
 
 
-def _analysis_device(graph_module: fx.GraphModule) -> torch.device:
-    for tensor in [*graph_module.parameters(), *graph_module.buffers()]:
-        if not tensor.is_meta:
-            return tensor.device
-    return torch.device("cpu")
-
-
-def _data_free_state(
-    graph_module: fx.GraphModule, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Stand-ins for every parameter and buffer: meta tensors, or fake ones under a fake mode."""
-    state = {}
-    for name, tensor in [*graph_module.named_parameters(), *graph_module.named_buffers()]:
-        target = device if tensor.is_meta or device.type == "meta" else tensor.device
-        state[name] = torch.empty_strided(
-            tensor.shape, tensor.stride(), dtype=tensor.dtype, device=target
-        )
-    return state
-
-
-def _data_free_input(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _data_free(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A stand-in with the tensor's shape, strides and dtype: a meta tensor, or a fake one under
+    a fake mode (on the tensor's own device unless it is on meta)."""
     target = device if tensor.is_meta or device.type == "meta" else tensor.device
-    return torch.empty(tensor.shape, dtype=tensor.dtype, device=target)
+    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=target)
 
 
 def _real_input(tensor: torch.Tensor) -> torch.Tensor:

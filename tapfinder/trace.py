@@ -14,7 +14,7 @@ from .errors import InvalidInputError
 from .graph import ArchGraph, build_arch_graph
 from .inputs import normalize_example_inputs
 from .shapes import propagate_shapes
-from .tracer import trace_graph_module
+from .tracer import trace_model
 
 __all__ = ["trace", "AutoLeafWarning"]
 
@@ -81,11 +81,12 @@ def trace(
             "functions in an nn.Module whose forward calls them."
         )
     inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
-    graph_module, auto_leaves, shape_guards = trace_graph_module(
+    traced = trace_model(
         model, leaf_modules=leaf_modules, concrete_args=concrete_args, example_inputs=inputs
     )
-    _check_input_count(model, graph_module, inputs)
-    infos, shape_mode = propagate_shapes(graph_module, inputs)
+    _check_input_count(model, traced.graph, inputs)
+    infos, shape_mode = propagate_shapes(traced, inputs)
+    auto_leaves = traced.auto_leaves
     if auto_leaves:
         warnings.warn(
             f"torch.fx could not trace through {len(auto_leaves)} submodule(s) of "
@@ -95,14 +96,7 @@ def trace(
             AutoLeafWarning,
             stacklevel=2,
         )
-    return build_arch_graph(
-        model,
-        graph_module,
-        infos,
-        leaves=auto_leaves,
-        shape_guards=[str(g) for g in shape_guards],
-        shape_mode=shape_mode,
-    )
+    return build_arch_graph(model, traced, infos, shape_mode=shape_mode)
 
 
 def _match_model_dtype(
@@ -117,9 +111,9 @@ def _match_model_dtype(
 
 
 def _check_input_count(
-    model: nn.Module, graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]
+    model: nn.Module, graph: fx.Graph, inputs: tuple[torch.Tensor, ...]
 ) -> None:
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     required = [n for n in placeholders if not n.args]
     if len(required) <= len(inputs) <= len(placeholders):
         return

@@ -32,7 +32,7 @@ try:  # private, present since torch 2.1; without it shape branches fall back to
 except ImportError:  # pragma: no cover - depends on the torch release
     _maybe_revert_all_patches = None
 
-__all__ = ["ScopeTracer", "ShapeGuard", "SCOPE_META_KEY", "trace_graph_module"]
+__all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "SCOPE_META_KEY", "trace_model"]
 
 SCOPE_META_KEY = "tapfinder_scope"
 
@@ -49,6 +49,24 @@ class ShapeGuard(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.location}: `{self.source}` -> {self.value}"
+
+
+class TracedModel(NamedTuple):
+    """What tracing produced: the root the graph refers to, the graph, and what tracing decided.
+
+    ``root`` is a shallow copy of the user's model: it shares every submodule, parameter and
+    buffer and also holds the tensor constants fx recorded. Building a ``GraphModule`` costs a
+    code generation and compile, so analysis runs ``graph`` on ``root`` directly and
+    :meth:`graph_module` is called only when a runnable module is wanted.
+    """
+
+    root: nn.Module
+    graph: fx.Graph
+    auto_leaves: dict[str, str]
+    shape_guards: list[ShapeGuard]
+
+    def graph_module(self) -> fx.GraphModule:
+        return fx.GraphModule(self.root, self.graph, class_name=type(self.root).__name__)
 
 
 class _MetaEvaluator:
@@ -266,17 +284,17 @@ def resolve_leaf_modules(
     return paths, tuple(types)
 
 
-def trace_graph_module(
+def trace_model(
     model: nn.Module,
     *,
     leaf_modules: Iterable[str | type] = (),
     concrete_args: dict[str, Any] | None = None,
     example_inputs: tuple[torch.Tensor, ...] | None = None,
-) -> tuple[fx.GraphModule, dict[str, str], list[ShapeGuard]]:
-    """Trace ``model`` into a ``GraphModule`` sharing its submodules, parameters and buffers.
+) -> TracedModel:
+    """Trace ``model`` into an fx graph over a root sharing its submodules, parameters and buffers.
 
-    Returns the graph module, the auto-leafed module paths mapped to the error that made each
-    one a leaf, and the shape-dependent branches decided from ``example_inputs``. Raises :class:`TraceFailure` when the root module's own code cannot be traced.
+    The result also lists the auto-leafed module paths, each mapped to the error that made it a
+    leaf, and the shape-dependent branches decided from ``example_inputs``. Raises :class:`TraceFailure` when the root module's own code cannot be traced.
     The user's module object is never modified: fx stores tensor constants on the traced root,
     so a shallow copy of the model serves as that root.
     """
@@ -294,8 +312,7 @@ def trace_graph_module(
         raise
     except Exception as error:
         raise _root_failure(model, error) from error
-    graph_module = fx.GraphModule(root, graph, class_name=type(model).__name__)
-    return graph_module, dict(tracer.auto_leaves), list(tracer.shape_guards)
+    return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards))
 
 
 def _shallow_copy(model: nn.Module) -> nn.Module:

@@ -8,7 +8,6 @@ from architectures import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet
 
 import tapfinder
 from tapfinder.errors import InvalidInputError, TraceFailure
-from tapfinder.tracer import trace_graph_module
 
 
 def test_functional_nodes_record_their_enclosing_module_scopes():
@@ -34,9 +33,10 @@ def test_auto_leaf_keeps_the_graph_runnable_and_equal_to_the_model():
     model = GatedNet().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph_module, leaves, _ = trace_graph_module(model)
+        arch = tapfinder.trace(model, (2, 3, 16, 16))
+    graph_module = arch.graph_module
     x = torch.randn(2, 3, 16, 16)
-    assert leaves.keys() == {"gate"}
+    assert arch.leaves.keys() == {"gate"}
     assert torch.equal(graph_module(x), model(x))
     assert torch.equal(graph_module(-x.abs() - 1), model(-x.abs() - 1))
 
