@@ -1,0 +1,131 @@
+"""Dimension adapters ``g_m``: map a tap's features to class logits so they can meet the labels.
+
+Built from the traced shape and layout of each tap:
+
+- ``NCHW`` / ``NCDHW`` / ``NCL`` feature maps: a 1x1 convolution to ``num_classes`` channels;
+- ``NHWC`` channels-last maps (Swin, ConvNeXt blocks): a linear layer on the channels, then the
+  result is laid out channels-first;
+- ``NLC`` tokens: a linear layer, then the tokens are laid back on their grid (leading class or
+  register tokens dropped) when the grid follows from the input size;
+- classification (labels ``(B,)``): features are averaged over positions first, then a linear
+  layer gives ``(B, num_classes)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tapfinder import ArchGraph
+
+__all__ = ["DimensionAdapter", "build_adapters", "token_grid"]
+
+_MAX_EXTRA_TOKENS = 8  # class and register tokens in front of the patch tokens
+
+
+def token_grid(tokens: int, image_size: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``(extra, height, width)``: how ``tokens`` tokens lie on a grid with the image's aspect
+    ratio after ``extra`` leading tokens, or ``None`` when no such grid exists.
+
+    >>> token_grid(197, (224, 224))
+    (1, 14, 14)
+    """
+    if len(image_size) != 2:
+        return None
+    height_in, width_in = image_size
+    for extra in range(min(_MAX_EXTRA_TOKENS, tokens - 1) + 1):
+        count = tokens - extra
+        for divisor in range(1, math.isqrt(count) + 1):
+            if count % divisor:
+                continue
+            for height, width in ((divisor, count // divisor), (count // divisor, divisor)):
+                if height * width_in == width * height_in:
+                    return extra, height, width
+    return None
+
+
+class DimensionAdapter(nn.Module):
+    """Maps one tap's features to logits: ``(B, K, *grid)`` for dense labels, ``(B, K)`` when
+    ``pool`` is set (classification)."""
+
+    def __init__(
+        self,
+        layout: str | None,
+        channels: int,
+        num_classes: int,
+        *,
+        pool: bool = False,
+        grid: tuple[int, int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.layout = layout
+        self.pool = pool
+        self.grid = grid
+        spatial_dims = {"NCL": 1, "NCHW": 2, "NCDHW": 3}.get(layout or "", 0)
+        if spatial_dims and not pool:
+            convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
+            self.project: nn.Module = convolution(channels, num_classes, kernel_size=1)
+        else:
+            self.project = nn.Linear(channels, num_classes)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        layout = self.layout
+        if self.pool:
+            if features.dim() > 2 and layout in ("NHWC", "NLC"):
+                features = features.flatten(1, -2).mean(dim=1)
+            elif features.dim() > 2:
+                features = features.flatten(2).mean(dim=2)
+            return self.project(features)
+        if layout == "NHWC":
+            return self.project(features).permute(0, 3, 1, 2)
+        if layout == "NLC":
+            extra, height, width = self.grid
+            logits = self.project(features[:, extra:])
+            return logits.transpose(1, 2).reshape(logits.shape[0], -1, height, width)
+        return self.project(features)
+
+
+def build_adapters(
+    arch: ArchGraph, taps: list[str], num_classes: int, *, pool: bool = False
+) -> nn.ModuleDict:
+    """One :class:`DimensionAdapter` per tap, keyed by tap name, from the traced shapes.
+
+    Raises
+    ------
+    ValueError
+        For a tap whose features cannot become per-position logits (a vector, tokens without a
+        grid, an unknown layout), naming the tap and what to do.
+    """
+    image_size = next(
+        (arch[name]["spatial"] for name in arch.inputs if arch[name]["spatial"]), None
+    )
+    adapters = nn.ModuleDict()
+    for name in taps:
+        attrs = arch[name]
+        layout, shape = attrs["layout"], attrs["shape"]
+        grid = None
+        if layout is None and len(shape) == 2:
+            if not pool:
+                raise ValueError(
+                    f"Tap {name!r} is a vector {shape}: it has no positions to compare with "
+                    "dense labels. Tap an earlier feature map, or train a classifier (labels (B,))."
+                )
+            layout = "NC"
+        elif layout is None:
+            raise ValueError(
+                f"Tap {name!r} {shape} has no known layout (channels-first map, channels-last "
+                "map or token sequence), so no adapter can be built for it; choose another tap."
+            )
+        if layout == "NLC" and not pool:
+            grid = token_grid(shape[1], tuple(image_size or ()))
+            if grid is None:
+                raise ValueError(
+                    f"Tap {name!r} holds {shape[1]} tokens that do not form a grid with the "
+                    f"input's aspect ratio {image_size}; choose another tap or use labels (B,)."
+                )
+        channels = shape[1] if layout.startswith("NC") else shape[-1]
+        adapters[name] = DimensionAdapter(layout, channels, num_classes, pool=pool, grid=grid)
+    return adapters

@@ -1,0 +1,226 @@
+"""Rewrite a model so one forward also returns the features at chosen nodes.
+
+``instrument`` copies the traced fx graph, makes its output ``(original_output, {tap: node})``
+and compiles it. The compiled forward runs with the traced root as ``self``: a shallow copy
+of the user's model that shares its ``_modules``, ``_parameters`` and ``_buffers`` dicts. So the
+tapped model computes with the user's live parameters and buffers (after ``.to()``, after
+loading a checkpoint), holds no copies, and leaves the user's model untouched. Where fx
+cannot trace the model at all, taps on modules fall back to forward hooks that are attached
+only for the duration of each call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+import tapfinder
+from tapfinder import ArchGraph, Tap
+from tapfinder.errors import TraceFailure
+
+__all__ = ["instrument", "TappedModel", "resolve_taps", "HookFallbackWarning"]
+
+
+class HookFallbackWarning(UserWarning):
+    """fx could not trace the model; module taps use forward hooks instead."""
+
+
+class TappedModel(nn.Module):
+    """``out, feats = tapped(*inputs)``: the model's output and an ordered dict of tap features.
+
+    The user's model is the only registered child (``tapped.model``), so parameters, buffers,
+    ``train()``/``eval()`` and ``.to()`` all act on it, and ``tapped.model.state_dict()`` has the
+    original keys.
+
+    Attributes
+    ----------
+    taps
+        Tap names in order; the keys of ``feats``.
+    arch
+        The :class:`tapfinder.ArchGraph` the taps refer to (``None`` in hook mode).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        taps: Sequence[str],
+        *,
+        arch: ArchGraph | None,
+        forward_code: Any = None,
+        root: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.taps = tuple(taps)
+        # Not registered: the generated code and the root only borrow the model's own state.
+        object.__setattr__(self, "arch", arch)
+        object.__setattr__(self, "_forward_code", forward_code)
+        object.__setattr__(self, "_root", root)
+
+    @property
+    def uses_hooks(self) -> bool:
+        return self._forward_code is None
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict[str, torch.Tensor]]:
+        if self.uses_hooks:
+            return self._forward_with_hooks(*inputs, **kwargs)
+        output, features = self._forward_code(self._root, *inputs, **kwargs)
+        return output, OrderedDict((name, features[name]) for name in self.taps)
+
+    def _forward_with_hooks(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict]:
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for path in self.taps:
+            def remember(module: nn.Module, args: Any, output: Any, path: str = path) -> None:
+                captured[path] = output[0] if isinstance(output, (tuple, list)) else output
+
+            handles.append(self.model.get_submodule(path).register_forward_hook(remember))
+        try:
+            output = self.model(*inputs, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [p for p in self.taps if p not in captured]
+        if missing:
+            raise RuntimeError(f"Tapped modules {missing} did not run in this forward pass.")
+        return output, OrderedDict((p, captured[p]) for p in self.taps)
+
+
+def resolve_taps(arch: ArchGraph, taps: Iterable[str | Tap]) -> list[str]:
+    """Turn tap names, :class:`tapfinder.Tap` objects and module paths into fx node names.
+
+    A module path names its ``call_module`` node (the first tensor element when the module
+    returns a tuple), or, for a module that was traced through, its last tensor node: the
+    block's output.
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither a node nor a module that ran, with close matches; for a node
+        that is not a tensor; for duplicates.
+    """
+    nodes = []
+    block_outputs: dict[str, str] = {}
+    for name, attrs in arch.graph.nodes(data=True):
+        if attrs["value"] == "tensor":
+            for path in attrs["scope"]:
+                block_outputs[path] = name
+    for tap in taps:
+        name = tap.node if isinstance(tap, Tap) else tap
+        if not isinstance(name, str):
+            raise ValueError(f"Taps are node names, module paths or tapfinder.Tap; got {tap!r}.")
+        if name not in arch.graph:
+            if name not in block_outputs:
+                known = [*arch.graph.nodes, *block_outputs]
+                close = difflib.get_close_matches(name, known, n=4)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ValueError(
+                    f"Unknown tap {name!r}: not a node of the traced graph nor a module that "
+                    f"ran.{hint} List nodes with tapfinder.trace(model, inputs).graph.nodes."
+                )
+            call = next(
+                (n for n, a in arch.graph.nodes(data=True)
+                 if a["op"] == "call_module" and a["module"] == name),
+                None,
+            )
+            name = block_outputs[name] if call is None else _first_tensor(arch, call)
+        if arch[name]["value"] != "tensor":
+            raise ValueError(
+                f"Tap {name!r} produces a {arch[name]['value']}, not a tensor; tap one of its "
+                "tensor elements (a getitem node) instead."
+            )
+        nodes.append(name)
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"Taps resolve to duplicate nodes: {nodes}.")
+    if not nodes:
+        raise ValueError("No taps given.")
+    return nodes
+
+
+def _first_tensor(arch: ArchGraph, name: str) -> str:
+    """The node itself, or the first tensor element taken from it (a module returning a tuple)."""
+    if arch[name]["value"] == "tensor":
+        return name
+    return next((u for u in arch.graph.successors(name) if arch[u]["value"] == "tensor"), name)
+
+
+def instrument(
+    model: nn.Module,
+    taps: Iterable[str | Tap],
+    example_inputs: Any,
+    *,
+    arch: ArchGraph | None = None,
+    **trace_options: Any,
+) -> TappedModel:
+    """Return a :class:`TappedModel` computing ``model``'s output and the tapped features.
+
+    Parameters
+    ----------
+    model
+        The user's module; it is not modified and its parameters are shared, not copied.
+    taps
+        fx node names (functional ops such as a residual ``add`` included), module paths or
+        :class:`tapfinder.Tap` objects.
+    example_inputs
+        As for :func:`tapfinder.trace`.
+    arch
+        A trace of ``model`` to reuse (saves tracing again).
+
+    Raises
+    ------
+    ValueError
+        For unknown taps (with close matches).
+
+    Examples
+    --------
+    >>> tapped = instrument(model, ["layer1", "add_3"], (1, 3, 224, 224))  # doctest: +SKIP
+    >>> out, feats = tapped(x)  # doctest: +SKIP
+    """
+    taps = list(taps)
+    if arch is None:
+        try:
+            arch = tapfinder.trace(model, example_inputs, **trace_options)
+        except TraceFailure as error:
+            return _hook_fallback(model, taps, error)
+    names = resolve_taps(arch, taps)
+    graph = _graph_with_taps(arch.traced.graph, names)
+    code = type(fx.GraphModule(arch.traced.root, graph)).forward
+    return TappedModel(model, names, arch=arch, forward_code=code, root=arch.traced.root)
+
+
+def _graph_with_taps(graph: fx.Graph, taps: Sequence[str]) -> fx.Graph:
+    copy = fx.Graph()
+    values: dict[str, fx.Node] = {}
+    for node in graph.nodes:
+        if node.op == "output":
+            output = fx.map_arg(node.args[0], lambda n: values[n.name])
+            copy.output((output, {name: values[name] for name in taps}))
+        else:
+            values[node.name] = copy.node_copy(node, lambda n: values[n.name])
+    return copy
+
+
+def _hook_fallback(model: nn.Module, taps: list[str | Tap], error: TraceFailure) -> TappedModel:
+    paths = dict(model.named_modules())
+    for tap in taps:
+        name = tap.node if isinstance(tap, Tap) else tap
+        if name not in paths or not name:
+            close = difflib.get_close_matches(str(name), list(paths), n=4)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(
+                f"fx could not trace {type(model).__name__}, so taps must be module paths for "
+                f"forward hooks; {name!r} is not one.{hint}"
+            ) from error
+    warnings.warn(
+        f"fx could not trace {type(model).__name__} ({str(error).splitlines()[0]}); taps use "
+        "forward hooks on the named modules instead.",
+        HookFallbackWarning,
+        stacklevel=3,
+    )
+    return TappedModel(model, [t.node if isinstance(t, Tap) else t for t in taps], arch=None)

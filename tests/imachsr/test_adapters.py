@@ -1,0 +1,64 @@
+import pytest
+import torch
+from architectures import TinyTokenTransformer
+from torch import nn
+
+import tapfinder
+from imachsr.adapters import DimensionAdapter, build_adapters, token_grid
+
+tv = pytest.importorskip("torchvision.models")
+
+
+def test_token_grid_finds_class_tokens_and_aspect_ratio():
+    assert token_grid(197, (224, 224)) == (1, 14, 14)
+    assert token_grid(3136, (224, 224)) == (0, 56, 56)
+    assert token_grid(50, (64, 128)) == (0, 5, 10)
+    assert token_grid(7, (3, 5)) is None
+
+
+@pytest.mark.parametrize("layout, shape, expected", [
+    ("NCHW", (2, 8, 5, 6), (2, 3, 5, 6)),
+    ("NHWC", (2, 5, 6, 8), (2, 3, 5, 6)),
+    ("NCL", (2, 8, 7), (2, 3, 7)),
+    ("NCDHW", (2, 8, 2, 3, 4), (2, 3, 2, 3, 4)),
+])
+def test_dense_adapters_give_per_position_logits(layout, shape, expected):
+    adapter = DimensionAdapter(layout, 8, 3)
+    assert adapter(torch.randn(shape)).shape == expected
+    assert torch.equal(adapter.project.bias, torch.zeros(3))
+
+
+def test_token_adapter_drops_the_class_token_and_restores_the_grid():
+    adapter = DimensionAdapter("NLC", 8, 3, grid=(1, 2, 3))
+    tokens = torch.randn(2, 7, 8)
+    logits = adapter(tokens)
+    assert logits.shape == (2, 3, 2, 3)
+    expected = adapter.project(tokens[:, 1:])  # token i of the grid -> position (i // 3, i % 3)
+    assert torch.allclose(logits[:, :, 1, 2], expected[:, 5])
+
+
+@pytest.mark.parametrize("layout, shape", [("NCHW", (2, 8, 5, 6)), ("NHWC", (2, 5, 6, 8)),
+                                           ("NLC", (2, 7, 8)), ("NC", (2, 8))])
+def test_pooled_adapters_give_one_vector_per_sample(layout, shape):
+    assert DimensionAdapter(layout, 8, 3, pool=True)(torch.randn(shape)).shape == (2, 3)
+
+
+def test_build_adapters_from_a_vit_trace():
+    with torch.device("meta"):
+        model = tv.vit_b_16()
+    arch = tapfinder.trace(model, (1, 3, 224, 224))
+    adapters = build_adapters(arch, ["conv_proj", "encoder_ln"], 5)
+    assert isinstance(adapters["conv_proj"].project, nn.Conv2d)
+    assert adapters["encoder_ln"].grid == (1, 14, 14)
+
+
+def test_build_adapters_refuses_what_cannot_meet_dense_labels():
+    arch = tapfinder.trace(TinyTokenTransformer(), torch.zeros(1, 12, dtype=torch.long))
+    with pytest.raises(ValueError, match="do not form a grid"):
+        build_adapters(arch, ["embed"], 3)
+    with torch.device("meta"):
+        model = tv.resnet18()
+    arch = tapfinder.trace(model, (1, 3, 64, 64))
+    with pytest.raises(ValueError, match="is a vector"):
+        build_adapters(arch, ["flatten"], 3)
+    assert build_adapters(arch, ["flatten"], 3, pool=True)["flatten"](torch.randn(2, 512)).shape == (2, 3)

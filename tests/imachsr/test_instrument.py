@@ -1,0 +1,166 @@
+"""``imachsr.instrument``: identical outputs, shared state, tap resolution, hook fallback."""
+
+import warnings
+
+import pytest
+import torch
+from architectures import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet, TinyTokenTransformer
+from torch import nn
+
+import imachsr
+import tapfinder
+from imachsr.scheme import model_logits
+
+tv = pytest.importorskip("torchvision.models")
+smp = pytest.importorskip("segmentation_models_pytorch")
+
+ZOO = {
+    "resnet18": (lambda: tv.resnet18(), 64),
+    "resnet50": (lambda: tv.resnet50(), 64),
+    "vit_b_16": (lambda: tv.vit_b_16(), 224),
+    "swin_t": (lambda: tv.swin_t(), 96),
+    "convnext_tiny": (lambda: tv.convnext_tiny(), 64),
+    "efficientnet_b0": (lambda: tv.efficientnet_b0(), 64),
+    "mobilenet_v3_large": (lambda: tv.mobilenet_v3_large(), 64),
+    "densenet121": (lambda: tv.densenet121(), 64),
+    "regnet_y_400mf": (lambda: tv.regnet_y_400mf(), 64),
+    "maxvit_t": (lambda: tv.maxvit_t(), 224),
+    "inception_v3": (lambda: tv.inception_v3(init_weights=False), 299),
+    "googlenet": (lambda: tv.googlenet(init_weights=False), 64),
+    "deeplabv3_resnet50": (lambda: tv.segmentation.deeplabv3_resnet50(weights_backbone=None), 64),
+    "lraspp": (lambda: tv.segmentation.lraspp_mobilenet_v3_large(weights_backbone=None), 64),
+    "smp_deeplabv3plus": (lambda: smp.DeepLabV3Plus("resnet18", encoder_weights=None), 64),
+    "smp_unet": (lambda: smp.Unet("resnet18", encoder_weights=None), 64),
+}
+
+
+def same_structure(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_structure(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", list(ZOO))
+def test_instrumented_outputs_are_bit_identical(name, mode):
+    factory, side = ZOO[name]
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = factory().train(mode == "train")
+    x = torch.randn(2, 3, side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = tapfinder.trace(model, x)
+        taps = tapfinder.select_taps(arch, k=3, position="uniform")
+    tapped = imachsr.instrument(model, taps, x, arch=arch)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        expected = model(x)
+        torch.manual_seed(1)
+        output, features = tapped(x)
+    assert same_structure(output, expected)
+    assert list(features) == [t.node for t in taps]
+    for tap in taps:
+        assert tuple(features[tap.node].shape) == tap.shape
+
+
+def test_taps_can_be_functional_nodes_and_module_paths():
+    model = SmallNet().eval()
+    tapped = imachsr.instrument(model, ["add", "stage1", "stage3.conv"], (2, 3, 16, 16))
+    _, features = tapped(torch.randn(2, 3, 16, 16))
+    assert list(features) == ["add", "stage1_act", "stage3_conv"]
+    assert features["add"].shape == (2, 16, 8, 8)
+
+
+def test_parameters_are_shared_and_keys_unchanged():
+    model = SmallNet()
+    keys = list(model.state_dict())
+    tapped = imachsr.instrument(model, ["add"], (2, 3, 16, 16))
+    assert {id(p) for p in tapped.parameters()} == {id(p) for p in model.parameters()}
+    assert list(model.state_dict()) == keys and list(tapped.model.state_dict()) == keys
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    output, features = tapped(torch.randn(2, 3, 16, 16))
+    (output.sum() + features["add"].sum()).backward()
+    before = model.stem.conv.weight.clone()
+    optimizer.step()
+    assert not torch.equal(before, model.stem.conv.weight)
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    assert torch.equal(tapped(x)[0], model(x))
+
+
+def test_tapped_model_follows_loaded_weights_and_moved_buffers():
+    model = SmallNet().eval()
+    tapped = imachsr.instrument(model, ["add"], (2, 3, 16, 16))
+    fresh = SmallNet().eval()
+    model.load_state_dict(fresh.state_dict())
+    model.stem.bn.running_mean.fill_(0.5)  # in place
+    model.stem.bn.running_var = torch.full((8,), 2.0)  # replaced object
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(tapped(x)[0], model(x))
+
+
+def test_unknown_tap_lists_close_matches():
+    with pytest.raises(ValueError, match="Did you mean 'stage1'"):
+        imachsr.instrument(SmallNet(), ["stage_1"], (2, 3, 16, 16))
+
+
+def test_non_tensor_tap_is_refused():
+    model = ShapeCheckNet()
+    arch = tapfinder.trace(model, (2, 3, 16, 16))
+    size_node = next(n for n in arch.graph if arch[n]["target"] == "getattr")  # x.shape
+    with pytest.raises(ValueError, match="not a tensor"):
+        imachsr.instrument(model, [size_node], (2, 3, 16, 16), arch=arch)
+
+
+def test_auto_leaf_models_instrument_around_the_leaf():
+    model = GatedNet().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tapped = imachsr.instrument(model, ["gate", "stage3"], (2, 3, 16, 16))
+    x = torch.randn(2, 3, 16, 16)
+    output, features = tapped(x)
+    assert torch.equal(output, model(x)) and features["gate"].shape == (2, 16, 8, 8)
+
+
+def test_untraceable_model_falls_back_to_hooks_with_a_warning():
+    model = RootBranchNet()
+    with pytest.warns(imachsr.HookFallbackWarning, match="forward hooks"):
+        tapped = imachsr.instrument(model, ["conv"], (1, 3, 8, 8))
+    x = torch.rand(1, 3, 8, 8)
+    output, features = tapped(x)
+    assert torch.equal(output, model(x)) and features["conv"].shape == (1, 4, 6, 6)
+    assert not model.conv._forward_hooks  # hooks live only during a call
+    with pytest.raises(ValueError, match="must be module paths"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imachsr.instrument(model, ["add"], (1, 3, 8, 8))
+
+
+def test_token_model_taps():
+    ids = torch.randint(0, 50, (2, 12))
+    model = TinyTokenTransformer().eval()
+    tapped = imachsr.instrument(model, ["blocks.0", "embed"], ids)
+    output, features = tapped(ids)
+    assert torch.equal(output, model(ids)) and features["embed"].shape == (2, 12, 32)
+
+
+def test_model_logits_picks_the_prediction():
+    tensor = torch.zeros(1)
+    assert model_logits(tensor) is tensor
+    assert model_logits({"aux": 1, "out": tensor}) is tensor
+    assert model_logits((tensor, torch.ones(1))) is tensor
+    with pytest.raises(TypeError, match="output_loss"):
+        model_logits("text")
+
+
+def test_instrumenting_leaves_the_model_unchanged():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    imachsr.instrument(model, ["_1"], (2, 3, 8, 8))
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())

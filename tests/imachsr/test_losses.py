@@ -1,0 +1,168 @@
+"""The loss terms against their definitions (DESIGN.md, "The paper in equations")."""
+
+import math
+
+import pytest
+import torch
+
+from imachsr.losses import mutual_information_loss, negative_entropy
+
+
+def confident(labels: torch.Tensor, classes: int, permutation=None) -> torch.Tensor:
+    """Logits ``(B, K, H, W)`` predicting ``permutation[label]`` with near certainty."""
+    mapped = labels if permutation is None else torch.as_tensor(permutation)[labels]
+    return torch.nn.functional.one_hot(mapped, classes).permute(0, 3, 1, 2).float() * 40
+
+
+def label_entropy(labels: torch.Tensor, classes: int) -> float:
+    counts = torch.bincount(labels.flatten(), minlength=classes).float()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def hand_joint_mi(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> float:
+    """Eq. 1 with plain loops: P(c, k) = mean over valid pixels of onehot(y)_c * softmax_k."""
+    classes = logits.shape[1]
+    values = []
+    for b in range(logits.shape[0]):
+        probs = logits[b].softmax(0).reshape(classes, -1).t().tolist()
+        ys = labels[b].flatten().tolist()
+        pixels = [(y, p) for y, p in zip(ys, probs) if y != ignore]
+        if not pixels:
+            continue
+        joint = [[0.0] * classes for _ in range(classes)]
+        for y, p in pixels:
+            for k in range(classes):
+                joint[y][k] += p[k] / len(pixels)
+        pc = [sum(row) for row in joint]
+        pk = [sum(joint[c][k] for c in range(classes)) for k in range(classes)]
+        values.append(sum(
+            joint[c][k] * math.log(joint[c][k] / (pc[c] * pk[k]))
+            for c in range(classes) for k in range(classes) if joint[c][k] > 0
+        ))
+    return sum(values) / len(values)
+
+
+def test_perfect_prediction_has_mi_equal_to_label_entropy_even_when_permuted():
+    labels = torch.tensor([[[0, 1, 2, 2], [0, 0, 1, 2]]])
+    for permutation in (None, [2, 0, 1]):
+        loss = mutual_information_loss(confident(labels, 3, permutation), labels)
+        assert float(-loss) == pytest.approx(label_entropy(labels, 3), abs=1e-4)
+        normalised = mutual_information_loss(confident(labels, 3, permutation), labels, normalize=True)
+        assert float(-normalised) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_constant_prediction_has_zero_mi():
+    labels = torch.randint(0, 4, (2, 5, 5))
+    logits = torch.randn(1, 4, 1, 1).expand(2, 4, 5, 5)
+    assert float(mutual_information_loss(logits, labels)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_joint_is_invariant_to_permuting_adapter_channels_variational_is_not():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    permuted = logits[:, [1, 2, 0]]
+    joint = [mutual_information_loss(x, labels) for x in (logits, permuted)]
+    assert float(joint[0]) == pytest.approx(float(joint[1]), abs=1e-6)
+    variational = [mutual_information_loss(x, labels, estimator="variational") for x in (logits, permuted)]
+    assert float(variational[0]) != pytest.approx(float(variational[1]), abs=1e-3)
+
+
+def test_joint_matches_a_hand_computation():
+    torch.manual_seed(1)
+    logits, labels = torch.randn(3, 3, 2, 3), torch.randint(0, 3, (3, 2, 3))
+    labels[0, 0] = 255
+    expected = hand_joint_mi(logits, labels, 255)
+    assert float(-mutual_information_loss(logits, labels)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_variational_is_the_barber_agakov_bound_and_ce_the_plain_cross_entropy():
+    torch.manual_seed(2)
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert float(mutual_information_loss(logits, labels, estimator="ce")) == pytest.approx(float(ce), abs=1e-5)
+    per_image = [
+        label_entropy(labels[b], 3) - float(torch.nn.functional.cross_entropy(logits[b:b + 1], labels[b:b + 1]))
+        for b in range(2)
+    ]
+    bound = -float(mutual_information_loss(logits, labels, estimator="variational"))
+    assert bound == pytest.approx(sum(per_image) / 2, abs=1e-5)
+
+
+@pytest.mark.parametrize("estimator", ["joint", "variational", "ce"])
+def test_ignored_pixels_change_nothing(estimator):
+    torch.manual_seed(3)
+    logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    labels[:, :2] = 255
+    changed = logits.clone()
+    changed[:, :, :2] = torch.randn(2, 3, 2, 4) * 10
+    a = mutual_information_loss(logits, labels, estimator=estimator)
+    b = mutual_information_loss(changed, labels, estimator=estimator)
+    assert float(a) == pytest.approx(float(b), abs=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["joint", "variational", "ce"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_degenerate_images_stay_finite(estimator, normalize):
+    logits = torch.randn(3, 4, 3, 3, requires_grad=True)
+    labels = torch.stack([
+        torch.zeros(3, 3, dtype=torch.long),           # one class
+        torch.randint(0, 2, (3, 3)),                   # classes 2 and 3 absent
+        torch.full((3, 3), 255),                       # every pixel ignored
+    ])
+    loss = mutual_information_loss(logits, labels, estimator=estimator, normalize=normalize)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_all_ignored_batch_gives_an_exact_zero_with_a_gradient():
+    logits = torch.randn(2, 3, 2, 2, requires_grad=True)
+    loss = mutual_information_loss(logits, torch.full((2, 2, 2), 255))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_labels_out_of_range_are_refused():
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        mutual_information_loss(torch.randn(1, 3, 2, 2), torch.tensor([[[0, 1], [3, 0]]]))
+
+
+def test_mismatched_sizes_are_refused_with_a_hint():
+    with pytest.raises(ValueError, match="Resize one to the other"):
+        mutual_information_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_classification_treats_the_batch_as_the_sample_set():
+    labels = torch.tensor([0, 1, 2, 1])
+    logits = confident(labels.view(1, 4, 1), 3)[0].permute(1, 0, 2).reshape(4, 3)
+    assert float(-mutual_information_loss(logits, labels)) == pytest.approx(label_entropy(labels, 3), abs=1e-4)
+
+
+def test_negative_entropy_is_minimal_for_the_uniform_distribution():
+    uniform = negative_entropy(torch.zeros(2, 5, 3, 3))
+    assert float(uniform) == pytest.approx(-math.log(5), abs=1e-6)
+    peaked = negative_entropy(torch.tensor([10.0, 0, 0, 0, 0]).view(1, 5, 1, 1))
+    random = negative_entropy(torch.randn(2, 5, 3, 3))
+    assert float(uniform) < float(random) < float(peaked) <= 0.0
+
+
+def test_negative_entropy_gradient_flattens_the_distribution():
+    features = torch.tensor([[3.0, 0.0, -1.0]], requires_grad=True)
+    negative_entropy(features, dim=1).backward()
+    with torch.no_grad():
+        stepped = features - 0.5 * features.grad
+        assert float(negative_entropy(stepped, dim=1)) < float(negative_entropy(features, dim=1))
+
+
+def test_negative_entropy_mask_tau_and_channels_last():
+    features = torch.randn(2, 4, 3, 3)
+    mask = torch.zeros(2, 3, 3, dtype=torch.bool)
+    mask[0, 0, 0] = True
+    masked = negative_entropy(features, mask=mask)
+    p = (features[0, :, 0, 0]).softmax(0)
+    assert float(masked) == pytest.approx(float((p * p.log()).sum()), abs=1e-6)
+    last = negative_entropy(features.permute(0, 2, 3, 1), dim=-1)
+    assert float(last) == pytest.approx(float(negative_entropy(features)), abs=1e-6)
+    assert float(negative_entropy(features, tau=100.0)) < float(negative_entropy(features))
+    with pytest.raises(ValueError, match="tau must be positive"):
+        negative_entropy(features, tau=0)

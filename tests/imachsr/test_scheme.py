@@ -1,0 +1,200 @@
+"""``imachsr.IMacHSR``: the Eq. 3 objective, training, saving, and the settings users train in."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from architectures import SmallNet
+from torch import nn
+from torch.nn import functional as F
+
+import imachsr
+from imachsr.losses import mutual_information_loss, negative_entropy
+
+
+class TinySegmenter(nn.Module):
+    """Encoder (two strided stages) and a head upsampling to the input size."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Conv2d(16, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.head(self.down(self.stem(x))), size=x.shape[-2:], mode="bilinear")
+
+
+def batch(classes: int = 3, size: int = 16):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+    y = torch.randint(0, classes, (2, size, size))
+    y[0, :3] = 255
+    return x, y
+
+
+def scheme_for(model=None, **options):
+    model = model or TinySegmenter()
+    options.setdefault("taps", ["stem", "down"])
+    return imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), **options)
+
+
+def test_objective_matches_a_hand_computation():
+    scheme = scheme_for(alpha=[0.4, 0.2], beta=[0.01, 0.05])
+    x, y = batch()
+    out = scheme(x, y)
+    logits = scheme.model(x)
+    expected = F.cross_entropy(logits, y, ignore_index=255)
+    assert out.terms["ce"] == pytest.approx(float(expected.detach()), abs=1e-5)
+    features = {"stem_2": scheme.model.stem(x)}
+    features["down_2"] = scheme.model.down(features["stem_2"])
+    for (name, feature), alpha, beta in zip(features.items(), [0.4, 0.2], [0.01, 0.05]):
+        adapter = F.interpolate(scheme.adapters[name](feature), size=(16, 16), mode="bilinear")
+        mi = mutual_information_loss(adapter, y)
+        valid = F.interpolate(y[:, None].float(), size=feature.shape[2:], mode="nearest")[:, 0] != 255
+        ne = negative_entropy(feature, mask=valid)
+        assert out.terms[f"mi/{name}"] == pytest.approx(float(mi.detach()), abs=1e-5)
+        assert out.terms[f"ne/{name}"] == pytest.approx(float(ne.detach()), abs=1e-5)
+        expected = expected + alpha * mi + beta * ne
+    assert float(out.loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-5)
+    assert torch.equal(out.logits, logits)
+
+
+def test_gradients_reach_the_backbone_and_the_adapters():
+    scheme = scheme_for()
+    scheme(*batch()).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scheme.model.stem.parameters())
+    assert all(p.grad is not None for p in scheme.adapters.parameters())
+
+
+def test_mi_loss_alone_sends_gradient_into_the_backbone():
+    scheme = scheme_for(taps=["stem"], beta=0.0, output_loss=lambda output, target: output.sum() * 0)
+    scheme(*batch()).loss.backward()
+    assert scheme.model.stem[0].weight.grad.abs().sum() > 0
+    assert scheme.model.head.weight.grad.abs().sum() == 0
+
+
+def test_without_target_the_scheme_is_the_untouched_model():
+    scheme = scheme_for().eval()
+    x, _ = batch()
+    assert torch.equal(scheme(x), scheme.model(x))
+
+
+def test_training_reduces_the_loss_and_checkpoints_load_into_the_original_class(tmp_path):
+    torch.manual_seed(0)
+    scheme = scheme_for()
+    optimizer = torch.optim.Adam(scheme.parameters(), lr=1e-2)
+    x, y = batch()
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        out = scheme(x, y)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < losses[0]
+    torch.save(scheme.model.state_dict(), tmp_path / "model.pt")
+    fresh = TinySegmenter()
+    fresh.load_state_dict(torch.load(tmp_path / "model.pt"))
+    fresh.eval(), scheme.eval()
+    assert torch.equal(fresh(x), scheme.model(x))
+
+    torch.save(scheme.state_dict(), tmp_path / "scheme.pt")
+    resumed = scheme_for(TinySegmenter())
+    resumed.load_state_dict(torch.load(tmp_path / "scheme.pt"))
+    resumed.eval()
+    assert torch.equal(resumed(x, y).loss, scheme(x, y).loss)
+    assert set(scheme.state_dict()) == {f"model.{k}" for k in fresh.state_dict()} | {
+        f"adapters.{k}" for k in scheme.adapters.state_dict()
+    }
+
+
+def test_parameters_cover_model_and_adapters_once():
+    scheme = scheme_for()
+    ids = [id(p) for p in scheme.parameters()]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in scheme.model.parameters()} | {id(p) for p in scheme.adapters.parameters()}
+
+
+def test_auto_taps_and_options():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheme = scheme_for(taps="auto", k=2)
+    assert len(scheme.taps) >= 1
+    for options in ({"mi": "variational"}, {"mi": "ce"}, {"ne_on": "adapter"},
+                    {"resolution": "feature"}, {"normalize_mi": True}):
+        out = scheme_for(**options)(*batch())
+        assert math.isfinite(float(out.loss)), options
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mi": "nce"}, "mi must be one of"),
+    ({"ne_on": "output"}, "ne_on must be"),
+    ({"resolution": "native"}, "resolution must be"),
+    ({"alpha": [0.1, 0.2, 0.3]}, "alpha has 3 values for 2 taps"),
+    ({"taps": "some"}, "taps must be 'auto'"),
+])
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        scheme_for(**options)
+
+
+def test_bad_targets_get_clear_errors():
+    scheme = scheme_for()
+    x, y = batch()
+    with pytest.raises(ValueError, match="integer class indices"):
+        scheme(x, y.float())
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        scheme(x, torch.full_like(y, 7))
+    with pytest.raises(ValueError, match=r"needs labels \(B, H, W\)"):
+        scheme(x, torch.zeros(2, dtype=torch.long))
+
+
+def test_a_batch_with_every_pixel_ignored_gives_a_zero_finite_loss():
+    scheme = scheme_for(beta=0.0)
+    x, _ = batch()
+    out = scheme(x, torch.full((2, 16, 16), 255))
+    out.loss.backward()
+    assert float(out.loss) == 0.0
+
+
+def test_classification_labels_pool_the_adapters():
+    scheme = imachsr.IMacHSR(SmallNet(), 10, example_inputs=(4, 3, 16, 16), taps=["stage1", "add"])
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 3, 3, 9])
+    out = scheme(x, y)
+    out.loss.backward()
+    assert scheme.classification and out.logits.shape == (4, 10) and math.isfinite(float(out.loss))
+
+
+def test_autocast_bfloat16_and_channels_last():
+    scheme = scheme_for()
+    x, y = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = scheme(x, y)
+    out.loss.backward()
+    assert math.isfinite(float(out.loss))
+    reference = float(scheme(x, y).loss)
+    scheme.to(memory_format=torch.channels_last)
+    channels_last = float(scheme(x.to(memory_format=torch.channels_last), y).loss)
+    assert channels_last == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", [
+    "aot_eager",
+    # Inductor generates and compiles C++ (about 20 s here); aot_eager covers the graph capture.
+    pytest.param("inductor", marks=pytest.mark.slow),
+])
+def test_torch_compile_of_the_instrumented_model(backend):
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile is not available")
+    scheme = scheme_for().eval()
+    x, _ = batch()
+    try:
+        compiled = torch.compile(scheme.tapped, backend=backend)
+        output, features = compiled(x)
+    except Exception as error:  # a missing compiler toolchain is an environment fact
+        pytest.skip(f"torch.compile unavailable here: {type(error).__name__}: {error}")
+    expected, expected_features = scheme.tapped(x)
+    assert torch.allclose(output, expected, atol=1e-5)
+    assert list(features) == list(expected_features)
