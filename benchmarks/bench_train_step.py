@@ -4,6 +4,11 @@ smp DeepLabV3Plus(resnet18), batch 4 at 256x512, Adam. Configurations, each meas
 subprocess so that peak memory (the process's maximum RSS over the steps, minus its RSS before
 them) belongs to that configuration alone:
 
+Times come from a normal run. Peak memory comes from a second run with glibc told to serve every
+allocation of 64 KiB or more by ``mmap`` (``MALLOC_MMAP_THRESHOLD_``): freed tensors then leave
+the RSS at once, so the process's peak RSS tracks live tensor memory (repeatable to a few KiB;
+the default allocator keeps freed memory and makes peak RSS vary by 20% between runs).
+
 - ``plain``: output cross-entropy only;
 - ``imachsr-K`` for K = 1..5 taps (tapfinder's auto selection, joint MI, negative entropy);
 - ``hooks-3``: classic deep supervision on the same 3 taps' modules via forward hooks
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -135,19 +141,25 @@ def main() -> None:
         return
 
     names = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "hooks-3"]
+
+    def measure(name: str, steps: int, environment: dict | None) -> dict:
+        completed = subprocess.run(
+            [sys.executable, __file__, "--configuration", name, "--steps", str(steps),
+             "--height", str(arguments.height), "--width", str(arguments.width),
+             "--resolution", arguments.resolution],
+            capture_output=True, text=True, check=True, env=environment,
+        )
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    exact_memory = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     print(f"smp DeepLabV3Plus(resnet18), batch 4 at {arguments.height}x{arguments.width}, Adam, "
           f"{torch.get_num_threads()} threads, median of {arguments.steps} steps, "
           f"adapter logits at {arguments.resolution} resolution")
     print(f"{'configuration':14} {'step s':>7} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
     results = {}
     for name in names:
-        completed = subprocess.run(
-            [sys.executable, __file__, "--configuration", name, "--steps", str(arguments.steps),
-             "--height", str(arguments.height), "--width", str(arguments.width),
-             "--resolution", arguments.resolution],
-            capture_output=True, text=True, check=True,
-        )
-        results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
+        results[name] = measure(name, arguments.steps, None)
+        results[name]["peak_step_bytes"] = measure(name, 2, exact_memory)["peak_step_bytes"]
         plain = results["plain"]
         row = results[name]
         print(f"{name:14} {row['median_s']:7.2f} {row['median_s'] / plain['median_s']:8.3f} "

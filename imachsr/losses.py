@@ -17,10 +17,15 @@ ESTIMATORS = ("joint", "variational", "ce")
 _TINY = 1e-12
 
 
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs (autocast) are computed in float32; float64 stays float64."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def _flatten(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(B, N, K)`` log-probabilities, ``(B, N)`` targets (ignored set to 0), ``(B, N)`` mask.
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as ``(B, K, N)`` and targets as ``(B, N)``.
 
     Classification (``(B, K)`` logits, ``(B,)`` target) becomes one "image" whose pixels are
     the batch's samples: mutual information is a property of a set of samples.
@@ -33,10 +38,7 @@ def _flatten(
             "expected logits (B, K, *S) with target (B, *S). Resize one to the other first."
         )
     batch, classes = logits.shape[:2]
-    log_probs = F.log_softmax(logits.float().reshape(batch, classes, -1), dim=1).transpose(1, 2)
-    target = target.reshape(batch, -1)
-    valid = target != ignore_index
-    return log_probs, torch.where(valid, target, torch.zeros_like(target)), valid
+    return _at_least_float32(logits).reshape(batch, classes, -1), target.reshape(batch, -1)
 
 
 def mutual_information_loss(
@@ -82,35 +84,41 @@ def mutual_information_loss(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}.")
-    log_probs, labels, valid = _flatten(logits, target, ignore_index)
-    classes = log_probs.shape[2]
-    outside = valid & ((labels < 0) | (labels >= classes))
-    if bool(outside.any()):
-        bad = torch.unique(labels[outside]).tolist()
+    flat_logits, labels = _flatten(logits, target)
+    batch, classes, _ = flat_logits.shape
+    valid = labels != ignore_index
+    if bool((valid & ((labels < 0) | (labels >= classes))).any()):
+        outside = labels[valid & ((labels < 0) | (labels >= classes))]
         raise ValueError(
-            f"target holds class indices {bad} outside [0, {classes}) that are not ignore_index "
-            f"({ignore_index}); check num_classes and the label mapping."
+            f"target holds class indices {torch.unique(outside).tolist()} outside [0, {classes}) "
+            f"that are not ignore_index ({ignore_index}); check num_classes and the label mapping."
         )
-    counts = valid.sum(dim=1)
+    # Ignored pixels go to an extra bin that is dropped: no masks over (B, K, N) tensors.
+    binned = torch.where(valid, labels, torch.full_like(labels, classes))
+    label_counts = torch.zeros(batch, classes + 1, device=labels.device).scatter_add_(
+        1, binned, torch.ones_like(binned, dtype=torch.float32)
+    )[:, :classes]
+    counts = label_counts.sum(dim=1)
     has_pixels = counts > 0
     if not bool(has_pixels.any()):
         return logits.sum() * 0.0
-
-    onehot = F.one_hot(labels, classes).to(log_probs.dtype) * valid.unsqueeze(2)
-    label_prior = onehot.sum(dim=1) / counts.clamp_min(1).unsqueeze(1)  # (B, C)
+    label_prior = label_counts / counts.clamp_min(1).unsqueeze(1)  # (B, C)
     label_entropy = -(label_prior * torch.log(label_prior.clamp_min(_TINY))).sum(dim=1)
 
-    if estimator == "ce":
-        picked = (onehot * log_probs).sum(dim=2)
-        return -(picked.sum() / counts.sum())
-    if estimator == "variational":
-        cross_entropy = -(onehot * log_probs).sum(dim=(1, 2)) / counts.clamp_min(1)
-        information = label_entropy - cross_entropy
+    if estimator in ("ce", "variational"):
+        pixel_loss = F.cross_entropy(flat_logits, binned.clamp_max(classes - 1), reduction="none")
+        pixel_loss = torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss))
+        if estimator == "ce":
+            return pixel_loss.sum() / counts.sum()
+        information = label_entropy - pixel_loss.sum(dim=1) / counts.clamp_min(1)
     else:
-        probs = log_probs.exp() * valid.unsqueeze(2)
-        joint = onehot.transpose(1, 2) @ probs / counts.clamp_min(1).view(-1, 1, 1)  # (B, C, K)
-        prediction_prior = joint.sum(dim=1, keepdim=True)
-        ratio = joint / (label_prior.unsqueeze(2) * prediction_prior).clamp_min(_TINY)
+        probs = flat_logits.softmax(dim=1)  # (B, K, N)
+        index = binned.unsqueeze(1).expand(batch, classes, -1)
+        joint = torch.zeros(batch, classes, classes + 1, device=probs.device).scatter_add_(
+            2, index, probs
+        )[:, :, :classes] / counts.clamp_min(1).view(-1, 1, 1)  # (B, K predicted, C labels)
+        prediction_prior = joint.sum(dim=2, keepdim=True)
+        ratio = joint / (prediction_prior * label_prior.unsqueeze(1)).clamp_min(_TINY)
         information = (joint * torch.log(ratio.clamp_min(_TINY))).sum(dim=(1, 2))
     if normalize:
         informative = label_entropy > _TINY
@@ -118,6 +126,43 @@ def mutual_information_loss(
             informative, information / label_entropy.clamp_min(_TINY), torch.zeros_like(information)
         )
     return -(information[has_pixels].mean())
+
+
+class _NegativeEntropy(torch.autograd.Function):
+    """Weighted sum over positions of ``sum_k p_k log p_k``, saving only its input.
+
+    The model keeps a tap's features alive for its own backward pass anyway; recomputing the
+    softmax in backward, one sample at a time and in place, keeps this term's extra memory to
+    two sample-sized buffers instead of several feature-sized tensors per tap.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, dim: int, tau: float, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(features, weights)
+        ctx.dim, ctx.tau = dim, tau
+        total = torch.zeros((), dtype=weights.dtype, device=features.device)
+        for sample, sample_weights in zip(features, weights):
+            log_p = _scaled_log_softmax(sample, dim - 1, tau)
+            total += ((log_p.exp() * log_p).sum(dim=dim - 1, keepdim=True) * sample_weights).sum()
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        features, weights = ctx.saved_tensors
+        gradient = torch.empty_like(features)
+        for index, (sample, sample_weights) in enumerate(zip(features, weights)):
+            log_p = _scaled_log_softmax(sample, ctx.dim - 1, ctx.tau)
+            p = log_p.exp()
+            per_position = (p * log_p).sum(dim=ctx.dim - 1, keepdim=True)
+            # d/dx_k sum_j p_j log p_j = p_k (log p_k - sum_j p_j log p_j), times 1/tau
+            log_p.sub_(per_position).mul_(p).mul_(sample_weights * (grad / ctx.tau))
+            gradient[index] = log_p
+        return gradient, None, None, None
+
+
+def _scaled_log_softmax(features: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
+    scaled = _at_least_float32(features)
+    return F.log_softmax(scaled / tau if tau != 1.0 else scaled, dim=dim)
 
 
 def negative_entropy(
@@ -147,14 +192,19 @@ def negative_entropy(
     """
     if tau <= 0:
         raise ValueError(f"tau must be positive; got {tau}.")
-    log_p = F.log_softmax(features.float() / tau, dim=dim)
-    per_position = (log_p.exp() * log_p).sum(dim=dim)
+    dim = dim % features.dim()
+    if dim == 0:
+        raise ValueError("dim must not be the batch dimension 0: the distribution runs over channels.")
+    positions = features.shape[:dim] + (1,) + features.shape[dim + 1:]
     if mask is None:
-        return per_position.mean()
-    if mask.shape != per_position.shape:
-        raise ValueError(
-            f"mask shape {tuple(mask.shape)} must match the positions {tuple(per_position.shape)}."
-        )
-    if not bool(mask.any()):
-        return features.sum() * 0.0
-    return per_position[mask].mean()
+        count = features.numel() // features.shape[dim]
+        weights = torch.full(positions, 1.0 / max(count, 1), device=features.device,
+                             dtype=_at_least_float32(features).dtype)
+    else:
+        expected = features.shape[:dim] + features.shape[dim + 1:]
+        if mask.shape != expected:
+            raise ValueError(f"mask shape {tuple(mask.shape)} must match the positions {tuple(expected)}.")
+        if not bool(mask.any()):
+            return features.sum() * 0.0
+        weights = (mask.to(_at_least_float32(features).dtype) / mask.sum()).unsqueeze(dim)
+    return _NegativeEntropy.apply(features, dim, float(tau), weights)

@@ -218,8 +218,6 @@ class IMacHSR(nn.Module):
         )
         if self.ne_on == "adapter":
             mask = None if self.classification else labels != self.ignore_index
-            if mask is not None and mask.shape != adapter_logits.shape[:1] + adapter_logits.shape[2:]:
-                mask = None
             ne_term = negative_entropy(adapter_logits, dim=1, tau=self.tau, mask=mask)
         else:
             ne_term = self._feature_entropy(name, features, target)

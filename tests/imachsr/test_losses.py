@@ -166,3 +166,18 @@ def test_negative_entropy_mask_tau_and_channels_last():
     assert float(negative_entropy(features, tau=100.0)) < float(negative_entropy(features))
     with pytest.raises(ValueError, match="tau must be positive"):
         negative_entropy(features, tau=0)
+
+
+@pytest.mark.parametrize("dim, tau, masked", [(1, 1.0, False), (1, 0.5, True), (-1, 2.0, False)])
+def test_negative_entropy_gradient_matches_autograd_on_the_formula(dim, tau, masked):
+    torch.manual_seed(4)
+    features = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 3, 4) > 0.4 if dim == 1 else torch.rand(2, 5, 3) > 0.4
+    mask = mask if masked else None
+    assert torch.autograd.gradcheck(lambda f: negative_entropy(f, dim=dim, tau=tau, mask=mask), (features,))
+    log_p = torch.log_softmax(features / tau, dim=dim)
+    per_position = (log_p.exp() * log_p).sum(dim=dim)
+    reference = per_position[mask].mean() if masked else per_position.mean()
+    (expected,) = torch.autograd.grad(reference, features)
+    (actual,) = torch.autograd.grad(negative_entropy(features, dim=dim, tau=tau, mask=mask), features)
+    torch.testing.assert_close(actual, expected)
