@@ -1,0 +1,8 @@
+"""Segmentation data sets: the offline ``DigitCanvas`` and readers for Cityscapes, CamVid and
+SYNTHIA-SF folder layouts, plus paired transforms."""
+
+from .digits import DigitCanvas
+from .folders import CamVid, Cityscapes, FolderSegmentation, SynthiaSF
+from .transforms import PairedTransform
+
+__all__ = ["DigitCanvas", "Cityscapes", "CamVid", "SynthiaSF", "FolderSegmentation", "PairedTransform"]

@@ -1,0 +1,381 @@
+"""``imachsr train``: train a segmentation model with or without iMacHSR, evaluate, and write
+metrics, checkpoints and figures; ``--compare`` runs both from the same seed and data order.
+
+Runs as it is on one process, and under ``torchrun --nproc_per_node=N`` with the same command
+(DDP: gloo on the CPU, nccl on GPUs). Every source of randomness is keyed by (seed, epoch,
+index), so a run resumed with ``--resume`` ends exactly where the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+import tapfinder
+from tapfinder.errors import InvalidInputError, TapfinderError
+from tapfinder.zoo import build_model
+
+from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, SynthiaSF
+from .metrics import SegmentationMetrics
+from .scheme import IMacHSR, SchemeOutput, model_logits
+
+__all__ = ["TrainConfig", "train", "compare", "main"]
+
+DATASETS = ("digits", "cityscapes", "camvid", "synthia")
+
+
+class UsageError(ValueError):
+    """A bad argument: reported as a one-line message with exit code 2."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved with its results."""
+
+    model: str = "smp:DeepLabV3Plus:resnet18"
+    data: str = "digits"
+    data_root: str | None = None
+    method: str = "imachsr"  # or "plain": output cross-entropy only
+    taps: str = "auto"
+    k: int = 3
+    spacing: int = 2
+    position: str = "input"
+    mi: str = "joint"
+    alpha: float = 0.4
+    beta: float = 0.01
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    out: str = "runs/imachsr"
+    limit_steps: int | None = None
+    size: int = 96
+    train_length: int = 512
+    eval_length: int = 128
+    resume: bool = False
+    ignore_index: int = 255
+
+
+@dataclass
+class RunResult:
+    config: dict
+    history: list[dict] = field(default_factory=list)
+    test: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class PlainObjective(nn.Module):
+    """Output-only cross-entropy with the same interface as :class:`IMacHSR`."""
+
+    def __init__(self, model: nn.Module, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.model, self.ignore_index = model, ignore_index
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> Any:
+        output = self.model(x)
+        if target is None:
+            return output
+        logits = model_logits(output)
+        sized = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False) \
+            if logits.shape[2:] != target.shape[1:] else logits
+        loss = F.cross_entropy(sized.float(), target, ignore_index=self.ignore_index)
+        return SchemeOutput(loss, {"ce": float(loss.detach())}, logits)
+
+
+class Augmented(Dataset):
+    """A data set with a paired transform whose randomness is keyed by (seed, epoch, index)."""
+
+    def __init__(self, base: Dataset, transform: PairedTransform, seed: int) -> None:
+        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, labels = self.base[index]
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
+        return self.transform(image, labels, rng)
+
+
+def _datasets(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, int]:
+    """Train, validation and test sets and the number of classes."""
+    if config.data == "digits":
+        def canvas(split: str, length: int) -> DigitCanvas:
+            return DigitCanvas(split, length=length, size=config.size, seed=config.seed)
+
+        parts = canvas("train", config.train_length), canvas("val", config.eval_length), \
+            canvas("test", config.eval_length)
+        classes = DigitCanvas.num_classes
+    else:
+        if not config.data_root:
+            raise UsageError(f"--data {config.data} needs --data-root PATH (the data set's folder).")
+        kind = {"cityscapes": Cityscapes, "camvid": CamVid, "synthia": SynthiaSF}[config.data]
+        try:
+            if kind is SynthiaSF:
+                train_set, test_set = kind(config.data_root, "train"), kind(config.data_root, "test")
+                parts = train_set, test_set, test_set
+            else:
+                parts = kind(config.data_root, "train"), kind(config.data_root, "val"), \
+                    kind(config.data_root, "test" if kind is CamVid else "val")
+        except (FileNotFoundError, ValueError) as error:
+            raise UsageError(str(error)) from error
+        classes = kind.num_classes
+    crop = (config.size, config.size)
+    train_set = Augmented(parts[0], PairedTransform(train=True, crop=crop), config.seed)
+    evaluation = PairedTransform(train=False)
+    return train_set, Augmented(parts[1], evaluation, config.seed), \
+        Augmented(parts[2], evaluation, config.seed), classes
+
+
+def _build(config: TrainConfig, classes: int) -> nn.Module:
+    zoo = config.model.partition(":")[0]
+    keyword = {"smp": "classes", "torchvision": "num_classes"}.get(zoo, "num_classes")
+    try:
+        torch.manual_seed(config.seed)
+        return build_model(config.model, **{keyword: classes}).train()
+    except InvalidInputError as error:
+        raise UsageError(str(error)) from error
+
+
+def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module:
+    if config.method == "plain":
+        return PlainObjective(model, config.ignore_index)
+    taps = "auto" if config.taps == "auto" else [t.strip() for t in config.taps.split(",") if t.strip()]
+    example = (2, 3, config.size, config.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                scheme = IMacHSR(
+                    model, classes, example_inputs=example, taps=taps, k=config.k,
+                    spacing=config.spacing, position=config.position, alpha=config.alpha,
+                    beta=config.beta, mi=config.mi, ignore_index=config.ignore_index,
+                )
+        except (ValueError, TapfinderError) as error:
+            raise UsageError(str(error)) from error
+    shortfall = [w for w in caught if "taps fit" in str(w.message)]
+    if shortfall:
+        raise UsageError(f"--k {config.k}: {shortfall[0].message}")
+    return scheme
+
+
+def _distributed() -> tuple[int, int]:
+    """Join the process group when started by torchrun; returns (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def evaluate(model: nn.Module, dataset: Dataset, classes: int, config: TrainConfig,
+             device: torch.device) -> dict:
+    """Metrics of ``model`` (eval mode) on ``dataset``, summed over ranks."""
+    metrics = SegmentationMetrics(classes, config.ignore_index)
+    sampler = DistributedSampler(dataset, shuffle=False) if dist.is_initialized() else None
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for images, labels in loader:
+            logits = model_logits(model(images.to(device)))
+            if logits.shape[2:] != labels.shape[1:]:
+                logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
+            metrics.update(logits.argmax(1).cpu(), labels)
+    model.train(was_training)
+    metrics.all_reduce()
+    return metrics.compute()
+
+
+def train(config: TrainConfig) -> RunResult:
+    """Train one model as ``config`` says; write artefacts to ``config.out`` on rank 0."""
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    out = Path(config.out)
+    train_set, val_set, test_set, classes = _datasets(config)
+    model = _build(config, classes)
+    objective = _objective(config, model, classes).to(device)
+    optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
+    result = RunResult(config=asdict(config))
+    start_epoch = 0
+    state_path = out / "state.pt"
+    if config.resume:
+        if not state_path.is_file():
+            raise UsageError(f"--resume: no training state at {state_path}; start without --resume.")
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, result.history = state["epoch"] + 1, state["history"]
+    runner = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
+    began = time.perf_counter()
+    for epoch in range(start_epoch, config.epochs):
+        train_set.epoch = epoch
+        record = _train_epoch(runner, optimizer, train_set, config, epoch, device, rank)
+        record["val"] = evaluate(objective.model, val_set, classes, config, device)
+        result.history.append(record)
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(), "epoch": epoch, "history": result.history},
+                       state_path)
+            torch.save(objective.model.state_dict(), out / "model.pt")
+    result.seconds = time.perf_counter() - began
+    result.test = evaluate(objective.model, test_set, classes, config, device)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
+        from .figures import plot_curves
+
+        plot_curves([result], ["output-only" if config.method == "plain" else "iMacHSR"], out)
+    return result
+
+
+def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: Augmented,
+                 config: TrainConfig, epoch: int, device: torch.device, rank: int) -> dict:
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    if dist.is_initialized():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
+    else:
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                            generator=generator, drop_last=True)
+    steps = len(loader) if config.limit_steps is None else min(len(loader), config.limit_steps)
+    torch.manual_seed(config.seed * 1000 + epoch)  # dropout and other in-model randomness
+    sums: dict[str, float] = {}
+    progress = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", rank)
+    runner.train()
+    for step, (images, labels) in enumerate(loader):
+        if step >= steps:
+            break
+        output = runner(images.to(device), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        optimizer.step()
+        terms = {"loss": float(output.loss.detach()), **output.terms}
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value
+        progress.set_postfix(loss=f"{terms['loss']:.3f}", ce=f"{terms['ce']:.3f}")
+        progress.update()
+    progress.close()
+    return {"epoch": epoch, "steps": steps, **{k: v / max(steps, 1) for k, v in sums.items()}}
+
+
+def _progress(total: int, label: str, rank: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, disable=rank != 0, leave=False, file=sys.stderr)
+
+
+def compare(config: TrainConfig) -> tuple[RunResult, RunResult]:
+    """Train output-only and iMacHSR from the same seed and data order; print Table 2."""
+    base = Path(config.out)
+    runs = []
+    for method in ("plain", "imachsr"):
+        variant = TrainConfig(**{**asdict(config), "method": method, "out": str(base / method)})
+        runs.append(train(variant))
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        from .figures import plot_curves, plot_predictions
+
+        print(comparison_table(*runs))
+        plot_curves(runs, ["output-only", "iMacHSR"], base)
+        figure = plot_predictions(config, [base / "plain" / "model.pt", base / "imachsr" / "model.pt"],
+                                  ["output-only", "iMacHSR"], base / "qualitative.png")
+        print(f"figures: {base / 'loss_curve.png'}, {base / 'metric_curve.png'}, {figure}")
+    return runs[0], runs[1]
+
+
+def comparison_table(plain: RunResult, scheme: RunResult) -> str:
+    """The paper's Table 2 layout: test mIoU, mF1, mPre, mRec and the relative change."""
+    lines = [f"{'metric':8} {'output-only':>12} {'iMacHSR':>9} {'change':>8}"]
+    for key in ("mIoU", "mF1", "mPre", "mRec"):
+        a, b = plain.test[key], scheme.test[key]
+        change = (b - a) / a * 100 if a else math.nan
+        lines.append(f"{key:8} {a * 100:12.2f} {b * 100:9.2f} {change:+7.2f}%")
+    lines.append(f"{'seconds':8} {plain.seconds:12.1f} {scheme.seconds:9.1f}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imachsr train", description="Train a segmentation model with iMacHSR.")
+    defaults = TrainConfig()
+    parser.add_argument("--model", default=defaults.model, help=tapfinder.zoo.SPEC_HELP)
+    parser.add_argument("--data", choices=DATASETS, default=defaults.data)
+    parser.add_argument("--data-root", help="folder of the data set (not needed for digits)")
+    parser.add_argument("--taps", default="auto", help="auto, or node names / module paths, comma-separated")
+    parser.add_argument("--k", type=int, default=defaults.k)
+    parser.add_argument("--spacing", type=int, default=defaults.spacing)
+    parser.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position)
+    parser.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi)
+    parser.add_argument("--alpha", type=float, default=defaults.alpha)
+    parser.add_argument("--beta", type=float, default=defaults.beta)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--out", default=defaults.out)
+    parser.add_argument("--limit-steps", type=int, help="cap the steps per epoch (smoke runs)")
+    parser.add_argument("--size", type=int, default=defaults.size, help="crop / canvas side")
+    parser.add_argument("--train-length", type=int, default=defaults.train_length,
+                        help="digits: number of training canvases")
+    parser.add_argument("--eval-length", type=int, default=defaults.eval_length,
+                        help="digits: canvases in the validation and test sets")
+    parser.add_argument("--plain", action="store_true", help="output-only training (no iMacHSR)")
+    parser.add_argument("--compare", action="store_true", help="train output-only and iMacHSR, print a table")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and train; returns the exit code (2 for a bad argument)."""
+    arguments = vars(_parser().parse_args(argv))
+    compare_both, plain = arguments.pop("compare"), arguments.pop("plain")
+    config = TrainConfig(**arguments, method="plain" if plain else "imachsr")
+    for name in ("epochs", "batch_size", "k", "size", "train_length", "eval_length"):
+        if getattr(config, name) < 1:
+            print(f"imachsr train: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        if compare_both:
+            if config.resume:
+                raise UsageError("--resume resumes one run; resume each of OUT/plain and OUT/imachsr.")
+            compare(config)
+        else:
+            result = train(config)
+            if not dist.is_initialized() or dist.get_rank() == 0:
+                test = result.test
+                print(f"test mIoU {test['mIoU'] * 100:.2f}  mF1 {test['mF1'] * 100:.2f}  "
+                      f"mPre {test['mPre'] * 100:.2f}  mRec {test['mRec'] * 100:.2f}  -> {config.out}")
+    except UsageError as error:
+        print(f"imachsr train: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The ``imachsr train`` pipeline end to end on tiny canvases (a one-minute smoke version)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from imachsr.cli import main as imachsr_main
+from imachsr.train import main
+
+TINY = ["--model", "smp:DeepLabV3Plus:resnet18", "--size", "48", "--train-length", "64",
+        "--eval-length", "16", "--batch-size", "8", "--seed", "1"]
+
+
+def test_compare_trains_both_and_writes_every_artefact(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--compare", "--epochs", "3", "--limit-steps", "6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "output-only" in printed and "iMacHSR" in printed and "mIoU" in printed
+    for method in ("plain", "imachsr"):
+        results = json.loads((out / method / "metrics.json").read_text())
+        history = results["history"]
+        assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+        assert 0.0 <= results["test"]["mIoU"] <= 1.0
+        for name in ("model.pt", "state.pt", "loss_curve.png", "metric_curve.png"):
+            assert (out / method / name).stat().st_size > 0
+    for name in ("loss_curve.png", "metric_curve.png", "qualitative.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    taps = [k for k in json.loads((out / "imachsr" / "metrics.json").read_text())["history"][0] if k.startswith("mi/")]
+    assert len(taps) == 3
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
+    common = [*TINY, "--epochs", "2", "--limit-steps", "2"]
+    assert main([*common, "--out", str(tmp_path / "straight")]) == 0
+    assert main([*TINY, "--epochs", "1", "--limit-steps", "2", "--out", str(tmp_path / "split")]) == 0
+    assert main([*common, "--resume", "--out", str(tmp_path / "split")]) == 0
+    straight = torch.load(tmp_path / "straight" / "model.pt")
+    resumed = torch.load(tmp_path / "split" / "model.pt")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "smp:DeepLabV3Plus:resnt18"], "Did you mean"),
+    (["--data", "cityscapes"], "needs --data-root"),
+    (["--data", "camvid", "--data-root", "/nonexistent"], "is not a folder"),
+    (["--k", "40", "--epochs", "1"], "--k 40"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--resume"], "no training state"),
+])
+def test_bad_arguments_end_with_a_message_and_exit_code_2(arguments, message, tmp_path, capsys):
+    assert main([*TINY, "--limit-steps", "1", "--out", str(tmp_path / "x"), *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_imachsr_command_dispatches_and_explains_itself(capsys):
+    assert imachsr_main(["--version"]) == 0
+    assert imachsr_main(["fly"]) == 2 and "imachsr train --help" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (
+    (sys.prefix and shutil.which("torchrun", path=f"{sys.prefix}/bin"))), reason="torchrun missing")
+def test_the_same_command_runs_under_torchrun(tmp_path):
+    torchrun = shutil.which("torchrun", path=f"{sys.prefix}/bin") or shutil.which("torchrun")
+    completed = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "imachsr.train", *TINY,
+         "--epochs", "1", "--limit-steps", "2", "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "test mIoU" in completed.stdout
+    assert (tmp_path / "ddp" / "metrics.json").is_file()
