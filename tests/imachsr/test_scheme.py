@@ -174,9 +174,9 @@ def test_autocast_bfloat16_and_channels_last():
         out = scheme(x, y)
     out.loss.backward()
     assert math.isfinite(float(out.loss.detach()))
-    reference = float(scheme(x, y).loss)
+    reference = float(scheme(x, y).loss.detach())
     scheme.to(memory_format=torch.channels_last)
-    channels_last = float(scheme(x.to(memory_format=torch.channels_last), y).loss)
+    channels_last = float(scheme(x.to(memory_format=torch.channels_last), y).loss.detach())
     assert channels_last == pytest.approx(reference, rel=1e-4)
 
 
