@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"tapfinder: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        print(f"tapfinder: could not write the drawing: {error}", file=sys.stderr)
+        return EXIT_FAILED
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             print(f"tapfinder: warning: {warning.message}", file=sys.stderr)

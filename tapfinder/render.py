@@ -166,6 +166,7 @@ def _write(dot: graphviz.Digraph, path: Path) -> None:
     suffix = path.suffix.lstrip(".").lower()
     if suffix not in FORMATS:
         raise ValueError(f"Cannot render to {path.name!r}: use one of .{', .'.join(FORMATS)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == "dot":
         path.write_text(dot.source)
         return

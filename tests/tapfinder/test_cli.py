@@ -60,7 +60,14 @@ def test_inspect_unknown_kind_is_a_usage_error(capsys):
     assert "known kinds" in capsys.readouterr().err
 
 
-def test_render_writes_the_file(tmp_path, capsys):
-    path = tmp_path / "resnet.dot"
+def test_render_writes_the_file_creating_its_folder(tmp_path, capsys):
+    path = tmp_path / "new" / "folder" / "resnet.dot"
     assert main(["render", "torchvision:resnet18", "-o", str(path), "--collapse", "2"]) == 0
     assert path.read_text().startswith("digraph") and "TAP 1" in path.read_text()
+
+
+def test_an_unwritable_drawing_path_exits_1_with_a_message(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["render", "torchvision:resnet18", "-o", str(blocker / "graph.svg")]) == 1
+    assert "could not write the drawing" in capsys.readouterr().err
