@@ -159,18 +159,17 @@ def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module
         return PlainObjective(model, config.ignore_index)
     taps = "auto" if config.taps == "auto" else [t.strip() for t in config.taps.split(",") if t.strip()]
     example = (2, 3, config.size, config.size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                scheme = IMacHSR(
-                    model, classes, example_inputs=example, taps=taps, k=config.k,
-                    spacing=config.spacing, position=config.position, alpha=config.alpha,
-                    beta=config.beta, mi=config.mi, ignore_index=config.ignore_index,
-                )
-        except (ValueError, TapfinderError) as error:
-            raise UsageError(str(error)) from error
+    try:
+        # Recorded, not shown: a shortfall of taps becomes a usage error below.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scheme = IMacHSR(
+                model, classes, example_inputs=example, taps=taps, k=config.k,
+                spacing=config.spacing, position=config.position, alpha=config.alpha,
+                beta=config.beta, mi=config.mi, ignore_index=config.ignore_index,
+            )
+    except (ValueError, TapfinderError) as error:
+        raise UsageError(str(error)) from error
     shortfall = [w for w in caught if "taps fit" in str(w.message)]
     if shortfall:
         raise UsageError(f"--k {config.k}: {shortfall[0].message}")
