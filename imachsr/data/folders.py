@@ -83,6 +83,12 @@ class FolderSegmentation(Dataset):
         return image, labels
 
 
+def _checked_pair(image: Path, label: Path) -> tuple[Path, Path]:
+    if not label.is_file():
+        raise FileNotFoundError(f"{image} has no label file {label}.")
+    return image, label
+
+
 def _table(pairs: dict[int, int]) -> np.ndarray:
     table = np.full(256, IGNORE, dtype=np.int64)
     for raw, train_id in pairs.items():
@@ -106,10 +112,7 @@ class Cityscapes(FolderSegmentation):
         found = []
         for image in sorted((self.root / "leftImg8bit" / self.split).glob("*/*_leftImg8bit.png")):
             name = image.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png")
-            label = self.root / "gtFine" / self.split / image.parent.name / name
-            if not label.is_file():
-                raise FileNotFoundError(f"{image} has no label file {label}.")
-            found.append((image, label))
+            found.append(_checked_pair(image, self.root / "gtFine" / self.split / image.parent.name / name))
         return found
 
     def mapping(self) -> np.ndarray:
@@ -128,10 +131,7 @@ class CamVid(FolderSegmentation):
     def pairs(self) -> list[tuple[Path, Path]]:
         found = []
         for image in sorted((self.root / self.split).glob("*.png")):
-            label = self.root / f"{self.split}annot" / image.name
-            if not label.is_file():
-                raise FileNotFoundError(f"{image} has no label file {label}.")
-            found.append((image, label))
+            found.append(_checked_pair(image, self.root / f"{self.split}annot" / image.name))
         return found
 
     def mapping(self) -> np.ndarray:
@@ -162,10 +162,7 @@ class SynthiaSF(FolderSegmentation):
         found = []
         for sequence in sequences:
             for image in sorted((sequence / "RGBLeft").glob("*.png")):
-                label = sequence / "GTLeft" / image.name
-                if not label.is_file():
-                    raise FileNotFoundError(f"{image} has no label file {label}.")
-                found.append((image, label))
+                found.append(_checked_pair(image, sequence / "GTLeft" / image.name))
         return found
 
     def mapping(self) -> np.ndarray:
