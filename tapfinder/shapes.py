@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import fx
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.utils.stateless import _reparametrize_module
 
 from .errors import ShapePropagationError
 from .shape_rules import binary_output, layer_output
+from .swap import swapped_tensors
 from .tracer import TracedModel
 
 __all__ = ["ValueInfo", "propagate_shapes"]
@@ -185,7 +185,7 @@ def _run(
             meta = torch.device("meta")
             state = {name: _data_free(t, meta) for name, t in tensors.items()}
             inputs = tuple(_data_free(t, meta) for t in example_inputs)
-            with _reparametrize_module(traced.root, state, tie_weights=True):
+            with swapped_tensors(traced.root, state):
                 recorder.run(*inputs)
         elif mode == "fake":
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
@@ -193,12 +193,12 @@ def _run(
             with fake_mode:
                 state = {name: _data_free(t, device) for name, t in tensors.items()}
                 inputs = tuple(_data_free(t, device) for t in example_inputs)
-            with _reparametrize_module(traced.root, state, tie_weights=True), fake_mode:
+            with swapped_tensors(traced.root, state), fake_mode:
                 recorder.run(*inputs)
         else:
             state = {name: t.clone() for name, t in traced.root.named_buffers()}
             inputs = tuple(_real_input(t) for t in example_inputs)
-            with _reparametrize_module(traced.root, state, tie_weights=True):
+            with swapped_tensors(traced.root, state):
                 recorder.run(*inputs)
     return recorder.infos
 

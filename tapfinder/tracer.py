@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import fx, nn
-from torch.nn.utils.stateless import _reparametrize_module
 
 from .errors import InvalidInputError, TraceFailure
+from .swap import swapped_tensors
 
 try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
     from torch.fx._symbolic_trace import _maybe_revert_all_patches
@@ -94,7 +94,7 @@ class _MetaEvaluator:
             pending.append(current)
             stack.extend(current.all_input_nodes)
         order = {n: i for i, n in enumerate(node.graph.nodes)}
-        with torch.no_grad(), _reparametrize_module(self.root, self.state, tie_weights=True):
+        with torch.no_grad(), swapped_tensors(self.root, self.state):
             for current in sorted(pending, key=order.__getitem__):
                 env[current] = self._run(current)
         return env[node]

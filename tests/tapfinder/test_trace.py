@@ -171,6 +171,36 @@ def test_tracing_never_changes_a_model_with_an_auto_leaf_and_a_real_pass(mode):
     assert torch.equal(rng, torch.random.get_rng_state())
 
 
+class SharedModuleNet(nn.Module):
+    """One conv registered under two paths (as timm's CoaT shares its positional encoders), a
+    branch on the input shape, and optionally a CPU tensor made in forward (forces fake mode)."""
+
+    def __init__(self, cpu_constant: bool) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.first = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.second = self.first
+        self.cpu_constant = cpu_constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.second(self.first(self.stem(x)))
+        if x.shape[-1] % 2 == 0:
+            x = x * 2
+        if self.cpu_constant:
+            x = x + torch.arange(x.shape[1]).view(-1, 1, 1)
+        return x
+
+
+@pytest.mark.parametrize("cpu_constant, expected_mode", [(False, "meta"), (True, "fake")])
+def test_tracing_restores_modules_registered_under_two_paths(cpu_constant, expected_mode):
+    model = SharedModuleNet(cpu_constant).train()
+    before = snapshot(model)
+    arch = tapfinder.trace(model, (1, 3, 8, 8))
+    assert arch.shape_mode == expected_mode and arch.shape_guards
+    assert_same(before, snapshot(model))
+    model(torch.randn(1, 3, 8, 8))  # still runs on the CPU: no meta tensor was left behind
+
+
 class LlamaLikeBlock(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
