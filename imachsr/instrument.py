@@ -52,26 +52,53 @@ class TappedModel(nn.Module):
         taps: Sequence[str],
         *,
         arch: ArchGraph | None,
-        forward_code: Any = None,
-        root: nn.Module | None = None,
+        trace_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.taps = tuple(taps)
         # Not registered: the generated code and the root only borrow the model's own state.
         object.__setattr__(self, "arch", arch)
-        object.__setattr__(self, "_forward_code", forward_code)
-        object.__setattr__(self, "_root", root)
+        object.__setattr__(self, "_trace_options", trace_options or {})
+        object.__setattr__(self, "_programs", {})
+        if arch is not None:
+            self._programs[_input_shapes(arch)] = _compile(arch, self.taps)
 
     @property
     def uses_hooks(self) -> bool:
-        return self._forward_code is None
+        return self.arch is None
 
     def forward(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict[str, torch.Tensor]]:
         if self.uses_hooks:
             return self._forward_with_hooks(*inputs, **kwargs)
-        output, features = self._forward_code(self._root, *inputs, **kwargs)
+        code, root = self._program(inputs)
+        output, features = code(root, *inputs, **kwargs)
         return output, OrderedDict((name, features[name]) for name in self.taps)
+
+    def _program(self, inputs: tuple[Any, ...]) -> tuple[Any, nn.Module]:
+        """The compiled graph for these inputs. A graph with shape guards holds only for the
+        traced input shapes; other shapes are traced again (once each) so that the branches the
+        model takes at those shapes are the ones that run."""
+        if not self.arch.shape_guards:
+            return next(iter(self._programs.values()))
+        shapes = tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in inputs)
+        if shapes not in self._programs:
+            self._programs[shapes] = self._retrace(inputs, shapes)
+        return self._programs[shapes]
+
+    def _retrace(self, inputs: tuple[Any, ...], shapes: tuple) -> tuple[Any, nn.Module]:
+        arch = tapfinder.trace(self.model, tuple(inputs), **self._trace_options)
+        moved = [name for name in self.taps if name not in arch.graph
+                 or arch[name]["scope"] != self.arch[name]["scope"]
+                 or arch[name]["target"] != self.arch[name]["target"]]
+        if moved:
+            guards = "; ".join(str(g) for g in self.arch.shape_guards)
+            raise ValueError(
+                f"Inputs of shapes {shapes} take other shape-dependent branches than the traced "
+                f"{_input_shapes(self.arch)} ({guards}), and taps {moved} are not the same "
+                "operations there. Instrument again with example inputs of the new shape."
+            )
+        return _compile(arch, self.taps)
 
     def _forward_with_hooks(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict]:
         captured: dict[str, torch.Tensor] = {}
@@ -188,10 +215,17 @@ def instrument(
             arch = tapfinder.trace(model, example_inputs, **trace_options)
         except TraceFailure as error:
             return _hook_fallback(model, taps, error)
-    names = resolve_taps(arch, taps)
-    graph = _graph_with_taps(arch.traced.graph, names)
-    code = type(fx.GraphModule(arch.traced.root, graph)).forward
-    return TappedModel(model, names, arch=arch, forward_code=code, root=arch.traced.root)
+    return TappedModel(model, resolve_taps(arch, taps), arch=arch, trace_options=trace_options)
+
+
+def _input_shapes(arch: ArchGraph) -> tuple[tuple[int, ...] | None, ...]:
+    return tuple(arch[name]["shape"] for name in arch.inputs)
+
+
+def _compile(arch: ArchGraph, taps: Sequence[str]) -> tuple[Any, nn.Module]:
+    """The tapped graph's generated forward and the traced root it runs on."""
+    graph = _graph_with_taps(arch.traced.graph, taps)
+    return type(fx.GraphModule(arch.traced.root, graph)).forward, arch.traced.root
 
 
 def _graph_with_taps(graph: fx.Graph, taps: Sequence[str]) -> fx.Graph:

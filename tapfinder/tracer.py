@@ -16,6 +16,7 @@ then specialised to those input shapes, as ``torch.export`` does with static sha
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import traceback
 from collections.abc import Iterable
@@ -306,13 +307,48 @@ def trace_model(
     leaf_paths, leaf_types = resolve_leaf_modules(model, leaf_modules)
     tracer = ScopeTracer(leaf_paths, leaf_types, example_inputs)
     root = _shallow_copy(model)
+    if example_inputs is not None:
+        concrete_args = {**_unfed_defaults(model, len(example_inputs)), **(concrete_args or {})}
     try:
-        graph = tracer.trace(root, concrete_args=concrete_args)
+        graph = tracer.trace(root, concrete_args=concrete_args or None)
     except TraceFailure:
         raise
     except Exception as error:
         raise _root_failure(model, error) from error
+    _default_to_concrete_values(model, graph, concrete_args or {})
     return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards))
+
+
+def _default_to_concrete_values(
+    model: nn.Module, graph: fx.Graph, concrete_args: dict[str, Any]
+) -> None:
+    """fx keeps a placeholder (renamed, with the signature's default) for each concrete argument
+    and asserts callers pass that value; make the value the default so callers may omit it."""
+    try:
+        names = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    for name, node in zip(names, placeholders):
+        value = concrete_args.get(name, ...)
+        if value is None or type(value) in (bool, int, float, str):
+            node.args = (value,)
+
+
+def _unfed_defaults(model: nn.Module, fed: int) -> dict[str, Any]:
+    """Plain default values (None, flags, numbers, strings) of the ``forward`` arguments that no
+    example input feeds. Traced as placeholders they would be proxies, and ``if mask is not
+    None`` would take the branch the model never takes by default (timm's Hiera); fixed to their
+    defaults, fx asserts at run time that callers do not pass another value."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {
+        p.name: p.default for p in named[fed:]
+        if p.default is None or type(p.default) in (bool, int, float, str)
+    }
 
 
 def _shallow_copy(model: nn.Module) -> nn.Module:

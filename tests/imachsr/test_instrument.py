@@ -164,3 +164,35 @@ def test_instrumenting_leaves_the_model_unchanged():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     imachsr.instrument(model, ["_1"], (2, 3, 8, 8))
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class ParityBranchNet(nn.Module):
+    """Takes another branch for odd input widths: a graph traced at an even width must not run
+    for odd ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.even = nn.Conv2d(4, 4, 1)
+        self.odd = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.even(x) if x.shape[-1] % 2 == 0 else self.odd(x)
+
+
+@pytest.mark.parametrize("width", [8, 10, 9])
+def test_shape_specialised_graphs_are_traced_again_for_new_shapes(width):
+    model = ParityBranchNet().eval()
+    tapped = imachsr.instrument(model, ["stem"], (1, 3, 8, 8))
+    assert tapped.arch.shape_guards
+    x = torch.randn(1, 3, 8, width)
+    output, features = tapped(x)
+    assert torch.equal(output, model(x))
+    assert torch.equal(features["stem"], model.stem(x))
+
+
+def test_a_tap_inside_a_branch_the_new_shape_skips_is_refused():
+    tapped = imachsr.instrument(ParityBranchNet().eval(), ["even"], (1, 3, 8, 8))
+    with pytest.raises(ValueError, match="Instrument again with example inputs of the new shape"):
+        tapped(torch.randn(1, 3, 8, 9))

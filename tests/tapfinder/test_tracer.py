@@ -76,3 +76,32 @@ def test_unknown_leaf_module_path_suggests_close_matches():
 def test_concrete_args_must_be_a_dict():
     with pytest.raises(InvalidInputError, match="concrete_args must be a dict"):
         tapfinder.trace(SmallNet(), (1, 3, 8, 8), concrete_args=[1])
+
+
+class OptionalMaskNet(torch.nn.Module):
+    """``forward(x, mask=None, pre_logits=False)`` as timm's Hiera and heads have it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x, mask=None, pre_logits=False):
+        if mask is not None:
+            x = x * mask.view(x.shape[0], 1, *x.shape[2:])
+        x = self.conv(x)
+        return x if pre_logits else x.mean((2, 3))
+
+
+def test_arguments_no_example_feeds_keep_their_defaults():
+    model = OptionalMaskNet()
+    arch = tapfinder.trace(model, (2, 3, 8, 8))
+    assert arch[arch.outputs[0]]["shape"] == (2, 4)
+    assert not any(a["op"] == "call_method" and a["target"] == "view"
+                   for _, a in arch.graph.nodes(data=True))
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(arch.graph_module(x), model(x))
+
+
+def test_concrete_args_override_the_defaults():
+    arch = tapfinder.trace(OptionalMaskNet(), (2, 3, 8, 8), concrete_args={"pre_logits": True})
+    assert arch[arch.outputs[0]]["shape"] == (2, 4, 8, 8)
