@@ -83,6 +83,12 @@ class DimensionAdapter(nn.Module):
             return self.project(features).permute(0, 3, 1, 2)
         if layout == "NLC":
             extra, height, width = self.grid
+            if features.shape[1] != extra + height * width:
+                raise ValueError(
+                    f"This adapter lays {extra} + {height}x{width} tokens on a grid, as traced, "
+                    f"but got {features.shape[1]} tokens: the input size changed. Build the "
+                    "scheme with example_inputs of the size you train on (fixed-size crops)."
+                )
             logits = self.project(features[:, extra:])
             return logits.transpose(1, 2).reshape(logits.shape[0], -1, height, width)
         return self.project(features)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,7 @@ class IMacHSR(nn.Module):
             *inputs, target = inputs
         if target is None:
             return self.model(*inputs)
+        self._check_devices(inputs, target)
         self._check_target(target)
         output, features = self.tapped(*inputs)
         logits = model_logits(output)
@@ -169,8 +171,20 @@ class IMacHSR(nn.Module):
             mi_term, ne_term = self._tap_terms(name, features[name], target)
             terms[f"mi/{name}"], terms[f"ne/{name}"] = mi_term, ne_term
             loss = loss + self.alpha[index] * mi_term + self.beta[index] * ne_term
-        values = torch.stack([t.detach().float() for t in terms.values()]).tolist()
-        return SchemeOutput(loss, dict(zip(terms, values)), logits)
+        values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))
+        if not all(math.isfinite(v) for v in values.values()):
+            raise FloatingPointError(_nonfinite_message(values, inputs, features, logits))
+        return SchemeOutput(loss, values, logits)
+
+    def _check_devices(self, inputs: Sequence[Any], target: torch.Tensor) -> None:
+        device = next((p.device for p in self.model.parameters()), None)
+        given = {t.device for t in (*inputs, target) if isinstance(t, torch.Tensor)}
+        if device is not None and given != {device}:
+            raise ValueError(
+                f"The model is on {device} but the batch is on {', '.join(map(str, given))}; "
+                f"move images and labels with .to({str(device)!r}) (and the scheme with "
+                "scheme.to(device), which moves the model and the adapters together)."
+            )
 
     def _check_target(self, target: torch.Tensor) -> None:
         if target.is_floating_point() or target.is_complex():
@@ -231,6 +245,23 @@ class IMacHSR(nn.Module):
             size = features.shape[2:] if layout == "NCHW" else features.shape[1:3]
             mask = _resize_labels(target, size) != self.ignore_index
         return negative_entropy(features, dim=channel_dim, tau=self.tau, mask=mask)
+
+
+def _nonfinite_message(values: dict[str, float], inputs: Sequence[Any],
+                       features: dict[str, torch.Tensor], logits: torch.Tensor) -> str:
+    """Name the non-finite loss terms and the first place NaN or inf appears."""
+    bad_terms = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+    places = [("the input batch", t) for t in inputs if isinstance(t, torch.Tensor)]
+    places += [(f"the features at tap {name!r}", t) for name, t in features.items()]
+    places.append(("the model's logits", logits))
+    source = next((where for where, t in places
+                   if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())), None)
+    origin = f"NaN or inf first appears in {source}" if source else (
+        "the inputs, features and logits are finite, so a loss overflowed")
+    return (
+        f"The iMacHSR loss is not finite ({bad_terms}); {origin}. Check the data for NaN, "
+        "lower the learning rate or clip gradients; under float16 autocast prefer bfloat16."
+    )
 
 
 def _resize_labels(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -221,9 +221,13 @@ def train(config: TrainConfig) -> RunResult:
     if config.resume:
         if not state_path.is_file():
             raise UsageError(f"--resume: no training state at {state_path}; start without --resume.")
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = _load_state(state_path, config, device)
+        try:
+            objective.load_state_dict(state["objective"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise UsageError(f"--resume: {state_path} does not fit this model "
+                             f"({str(error).splitlines()[0]}); use another --out.") from error
         torch.set_rng_state(state["rng"])
         start_epoch, result.history = state["epoch"] + 1, state["history"]
     runner = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
@@ -236,8 +240,8 @@ def train(config: TrainConfig) -> RunResult:
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(), "epoch": epoch, "history": result.history},
-                       state_path)
+                        "rng": torch.get_rng_state(), "epoch": epoch, "history": result.history,
+                        "config": asdict(config)}, state_path)
             torch.save(objective.model.state_dict(), out / "model.pt")
     result.seconds = time.perf_counter() - began
     result.test = evaluate(objective.model, test_set, classes, config, device)
@@ -248,6 +252,30 @@ def train(config: TrainConfig) -> RunResult:
 
         plot_curves([result], ["output-only" if config.method == "plain" else "iMacHSR"], out)
     return result
+
+
+# What must match for a saved state to continue this run (epochs, paths and flags may differ).
+_RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "alpha",
+                "beta", "batch_size", "lr", "seed", "size", "train_length", "ignore_index")
+
+
+def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
+    """The training state at ``path``, refused with a usage error when a different run wrote it."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise UsageError(f"--resume: cannot read {path} ({error}); delete it or start without "
+                         "--resume.") from error
+    saved = state.get("config", {}) if isinstance(state, dict) else {}
+    if not isinstance(state, dict) or "objective" not in state:
+        raise UsageError(f"--resume: {path} is not a training state written by imachsr train.")
+    current = asdict(config)
+    differ = [f"--{k.replace('_', '-')} {saved[k]!r} (now {current[k]!r})"
+              for k in _RESUME_KEYS if k in saved and saved[k] != current[k]]
+    if differ:
+        raise UsageError(f"--resume: {path} was written by a different run: {'; '.join(differ)}. "
+                         "Resume with the same arguments, or use another --out.")
+    return state
 
 
 def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: Augmented,

@@ -17,6 +17,9 @@ BatchNorm's running statistics untouched in training mode. Three modes are tried
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -193,7 +196,9 @@ def _run(
             with fake_mode:
                 state = {name: _data_free(t, device) for name, t in tensors.items()}
                 inputs = tuple(_data_free(t, device) for t in example_inputs)
-            with swapped_tensors(traced.root, state), fake_mode:
+            # FakeTensorMode logs a full traceback for each op it cannot run before raising; the
+            # error is reported (or the real pass takes over), so the log is noise.
+            with swapped_tensors(traced.root, state), fake_mode, _quiet(_FAKE_LOGGER):
                 recorder.run(*inputs)
         else:
             state = {name: t.clone() for name, t in traced.root.named_buffers()}
@@ -201,6 +206,20 @@ def _run(
             with swapped_tensors(traced.root, state):
                 recorder.run(*inputs)
     return recorder.infos
+
+
+_FAKE_LOGGER = "torch._subclasses.fake_tensor"
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _data_free(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -244,6 +244,12 @@ def _root_failure(model: nn.Module, error: BaseException) -> TraceFailure:
         if frame
         else ""
     )
+    if not _is_fx_limitation(error):
+        return TraceFailure(
+            f"{type(model).__name__}.forward raised {_first_line(error)}{where}\n"
+            "This is the model's own code failing, not a limit of tracing: check that "
+            "model(example) runs, and that concrete_args gives the values forward expects."
+        )
     return TraceFailure(
         f"torch.fx could not trace {type(model).__name__}.forward: {_first_line(error)}{where}\n"
         "The failing code is in the root module's own forward, so no submodule can be made a "
@@ -252,6 +258,14 @@ def _root_failure(model: nn.Module, error: BaseException) -> TraceFailure:
         "(tapfinder then keeps that submodule opaque automatically), or name the modules to keep "
         "opaque with leaf_modules=[...]."
     )
+
+
+def _is_fx_limitation(error: BaseException) -> bool:
+    """Whether tracing, rather than the model, failed: fx's own errors, or Python refusing an
+    operation on a Proxy (iteration, ``len``, a value-dependent ``bool``)."""
+    text = str(error)
+    return isinstance(error, fx.proxy.TraceError) or any(
+        word in text for word in ("symbolic", "Proxy", "proxy", "traced"))
 
 
 def resolve_leaf_modules(

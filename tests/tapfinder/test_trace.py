@@ -6,6 +6,7 @@ import psutil
 import pytest
 import torch
 from architectures import TinyTokenTransformer, TwoInputNet
+from model_state import assert_same, snapshot
 from torch import nn
 
 import tapfinder
@@ -126,29 +127,6 @@ def test_shape_modes_fall_back_from_meta_to_fake_to_real():
     assert tapfinder.trace(CpuTensorInForward(), (1, 3, 4, 4)).shape_mode == "fake"
     arch = tapfinder.trace(NeedsRealValues(), (1, 3, 4, 4), leaf_modules=[ValueDependentLeaf])
     assert arch.shape_mode == "real" and arch["select"]["shape"] == (64,)
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "training": [m.training for m in model.modules()],
-        "state": {k: v.clone() for k, v in model.state_dict(keep_vars=True).items()},
-        "tensors": [id(t) for t in [*model.parameters(), *model.buffers()]],
-        "devices": {t.device for t in model.state_dict().values()},
-        "dtypes": [t.dtype for t in model.state_dict().values()],
-        "attributes": [sorted(vars(m)) for m in model.modules()],
-        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
-    }
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key in before:
-        if key == "state":
-            assert before["state"].keys() == after["state"].keys()
-            for name, value in before["state"].items():
-                assert torch.equal(value, after["state"][name]), name
-        else:
-            assert before[key] == after[key], key
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

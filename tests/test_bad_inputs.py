@@ -1,0 +1,233 @@
+"""The bad-input battery: one test per row of ``docs/errors.md`` (the row id is in each name).
+
+Every test checks the message a user gets and that the user's model (and files) are unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from architectures import RootBranchNet, SmallNet
+from model_state import assert_same, snapshot
+from torch import nn
+from torch.nn import functional as F
+
+import imachsr
+import tapfinder
+from imachsr.train import main as train_main
+from tapfinder.cli import main as tapfinder_main
+from tapfinder.errors import InvalidInputError, ShapePropagationError, TraceFailure
+
+TRAIN = ["--model", "smp:DeepLabV3Plus:resnet18", "--size", "48", "--train-length", "16",
+         "--eval-length", "8", "--batch-size", "8", "--epochs", "1", "--limit-steps", "1"]
+
+
+class TinySegmenter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.head(self.down(self.stem(x))), size=x.shape[-2:], mode="bilinear")
+
+
+class PatchSegmenter(nn.Module):
+    """Patches -> tokens (B, N, C) -> grid -> logits, as a ViT segmenter lays tokens out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.mix = nn.Linear(8, 8)
+        self.head = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x)
+        tokens = self.mix(patches.flatten(2).transpose(1, 2))
+        grid = tokens.transpose(1, 2).reshape(patches.shape)
+        return F.interpolate(self.head(grid), size=x.shape[-2:], mode="bilinear")
+
+
+class RaisesInForward(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("weights were never loaded")
+
+
+class StemThenRaises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.broken = RaisesInForward()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.broken(self.stem(x))
+
+
+@pytest.fixture
+def segmenter() -> TinySegmenter:
+    torch.manual_seed(0)
+    return TinySegmenter().train()
+
+
+def scheme_for(model: nn.Module, **options) -> imachsr.IMacHSR:
+    return imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), taps=["stem", "down"], **options)
+
+
+def batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, size, size, generator=generator), \
+        torch.randint(0, 3, (2, size, size), generator=generator)
+
+
+def test_e01_a_non_module_is_refused_by_every_entry_point():
+    for call in (lambda: tapfinder.trace(lambda x: x, (1, 3)),
+                 lambda: imachsr.instrument("resnet", ["x"], (1, 3)),
+                 lambda: imachsr.IMacHSR(torch.zeros(3), 3, example_inputs=(1, 3))):
+        with pytest.raises(InvalidInputError, match="expects a torch.nn.Module"):
+            call()
+
+
+def test_e02_example_inputs_of_the_wrong_rank_name_the_node_and_shapes(small_net):
+    before = snapshot(small_net)
+    with pytest.raises(ShapePropagationError, match=r"node 'stem_conv'.*\n  input shapes: x: \(1, 3, 16\)"):
+        tapfinder.trace(small_net, (1, 3, 16))
+    assert_same(before, snapshot(small_net))
+
+
+def test_e03_example_inputs_of_the_wrong_dtype_say_which_dtypes(small_net, capfd):
+    before = snapshot(small_net)
+    with pytest.raises(ShapePropagationError, match=r"Input type \(torch.int64\)"):
+        tapfinder.trace(small_net, torch.zeros(1, 3, 16, 16, dtype=torch.long))
+    assert_same(before, snapshot(small_net))
+    assert capfd.readouterr().err == ""  # no log noise from the fallbacks tried on the way
+
+
+def test_e04_inputs_on_another_device_trace_by_shape_but_cannot_train(segmenter):
+    assert tapfinder.trace(segmenter, torch.empty(2, 3, 16, 16, device="meta")).shape_mode == "meta"
+    scheme = scheme_for(segmenter)
+    before = snapshot(segmenter)
+    x, y = batch()
+    with pytest.raises(ValueError, match=r"model is on cpu but the batch is on meta.*\.to\('cpu'\)"):
+        scheme(x.to("meta"), y.to("meta"))
+    assert_same(before, snapshot(segmenter))
+
+
+def test_e05_a_model_that_raises_in_forward_is_named_where_it_raises():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
+        with pytest.raises(ShapePropagationError, match="node 'broken'.*weights were never loaded"):
+            tapfinder.trace(StemThenRaises(), (1, 3, 8, 8))
+    with pytest.raises(TraceFailure, match="model's own code failing, not a limit of tracing"):
+        tapfinder.trace(RaisesInForward(), (1, 3, 8, 8))
+
+
+def test_e06_root_control_flow_on_values_names_the_line_and_instrument_falls_back_to_hooks():
+    model = RootBranchNet()
+    with pytest.raises(TraceFailure, match=r"line \d+.*\n.*if .*\n.*concrete_args"):
+        tapfinder.trace(model, (1, 3, 16, 16))
+    before = snapshot(model)
+    with pytest.warns(imachsr.HookFallbackWarning):
+        tapped = imachsr.instrument(model, ["conv"], (1, 3, 16, 16))
+    x = torch.ones(1, 3, 16, 16)  # takes the branch through the tapped conv
+    assert torch.equal(tapped(x)[0], model(x)) and tapped.uses_hooks
+    with pytest.raises(RuntimeError, match=r"Tapped modules \['conv'\] did not run"):
+        tapped(-x)
+    assert_same(before, snapshot(model))
+
+
+def test_e07_an_unknown_tap_lists_close_matches(segmenter):
+    before = snapshot(segmenter)
+    with pytest.raises(ValueError, match=r"Unknown tap 'stme'.*Did you mean 'stem"):
+        imachsr.instrument(segmenter, ["stme"], (2, 3, 16, 16))
+    assert_same(before, snapshot(segmenter))
+
+
+def test_e08_more_taps_than_the_model_holds(segmenter, tmp_path, capsys):
+    arch = tapfinder.trace(segmenter, (2, 3, 16, 16))
+    with pytest.warns(UserWarning, match="taps fit"):
+        taps = tapfinder.select_taps(arch, k=40)
+    assert 0 < len(taps) < 40
+    assert train_main([*TRAIN, "--k", "40", "--out", str(tmp_path / "run")]) == 2
+    assert "--k 40" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.full((2, 16, 16), 7), r"outside \[0, 3\) .*max 7"),
+    (torch.full((2, 16, 16), -1), r"outside \[0, 3\) .*min -1"),
+])
+def test_e09_labels_outside_the_class_range(segmenter, labels, message):
+    scheme = scheme_for(segmenter)
+    before = snapshot(segmenter)
+    with pytest.raises(ValueError, match=message):
+        scheme(batch()[0], labels)
+    assert_same(before, snapshot(segmenter))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.zeros(2, 16, 16), "integer class indices"),
+    (torch.zeros(2, dtype=torch.long), r"needs labels \(B, H, W\)"),
+])
+def test_e10_labels_of_the_wrong_dtype_or_shape(segmenter, labels, message):
+    scheme = scheme_for(segmenter)
+    before = snapshot(segmenter)
+    with pytest.raises(ValueError, match=message):
+        scheme(batch()[0], labels)
+    assert_same(before, snapshot(segmenter))
+
+
+def test_e11_a_batch_with_every_pixel_ignored_gives_a_zero_loss_and_zero_gradients(segmenter):
+    scheme = scheme_for(segmenter, beta=0.0)
+    out = scheme(batch()[0], torch.full((2, 16, 16), 255))
+    out.loss.backward()
+    assert float(out.loss.detach()) == 0.0
+    assert all(p.grad is None or not p.grad.any() for p in scheme.parameters())
+
+
+def test_e12_nan_in_the_features_names_the_tap(segmenter):
+    scheme = scheme_for(segmenter)
+    with torch.no_grad():
+        segmenter.down[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="first appears in the features at tap 'down_2'"):
+        scheme(*batch())
+    with pytest.raises(FloatingPointError, match="first appears in the input batch"):
+        scheme(torch.full((2, 3, 16, 16), float("inf")), batch()[1])
+
+
+def test_e13_a_token_tap_whose_token_count_changes_between_calls():
+    model = PatchSegmenter()
+    scheme = imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), taps=["mix"])
+    scheme(*batch(16))  # the traced size trains
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"lays 0 \+ 4x4 tokens .* got 64 tokens"):
+        scheme(*batch(32))
+    assert_same(before, snapshot(model))
+
+
+def test_e14_an_unknown_model_spec_on_either_command(capsys, tmp_path):
+    assert tapfinder_main(["summary", "timm:resnet5O", "--input-shape", "1,3,64,64"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
+    assert train_main([*TRAIN, "--model", "torchvision:resnet5O", "--out", str(tmp_path)]) == 2
+    assert "Did you mean: resnet50" in capsys.readouterr().err
+
+
+def test_e15_a_wrong_data_folder_says_what_was_expected_where(tmp_path, capsys):
+    (tmp_path / "leftImg8bit").mkdir()
+    arguments = [*TRAIN, "--data", "cityscapes", "--out", str(tmp_path / "run")]
+    assert train_main([*arguments, "--data-root", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "gtFine" in message and str(tmp_path) in message
+    assert train_main([*arguments, "--data-root", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_e16_resuming_from_another_models_checkpoint_is_refused_and_keeps_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main([*TRAIN, "--out", str(out)]) == 0
+    saved = (out / "state.pt").read_bytes()
+    other = [*TRAIN, "--model", "smp:Unet:resnet18", "--epochs", "2", "--resume", "--out", str(out)]
+    assert train_main(other) == 2
+    assert "written by a different run: --model 'smp:DeepLabV3Plus:resnet18'" in capsys.readouterr().err
+    assert (out / "state.pt").read_bytes() == saved
