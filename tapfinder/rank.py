@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .candidates import Candidate, find_candidates
@@ -128,6 +128,18 @@ def _position_weight(depth: float, position: str, rank: int, k: int) -> float:
     return 1.0 - min(1.0, abs(depth - target) * 2)
 
 
+def _outside_utility(arch: ArchGraph, position: str) -> Callable[[_Evidence], float]:
+    """Rank candidates outside the position window: nearest to the window first, then score."""
+    low, high = _WINDOWS[position]
+
+    def utility(item: _Evidence) -> float:
+        depth = arch[item.node]["depth"]
+        distance = max(low - depth, depth - high, 0.0)
+        return (1.0 - distance) + 1e-3 * item.score
+
+    return utility
+
+
 def select_taps(
     arch: ArchGraph,
     candidates: Iterable[Candidate] | None = None,
@@ -158,8 +170,9 @@ def select_taps(
     Returns
     -------
     list of Tap
-        In execution order. Fewer than ``k`` (with a warning) when the model cannot hold ``k``
-        taps with that spacing in that position.
+        In execution order. When the position's window cannot hold ``k`` taps at that spacing,
+        the candidates nearest to the window complete the set (with a warning); fewer than ``k``
+        (with a warning) only when the whole model cannot hold them.
 
     Raises
     ------
@@ -186,6 +199,7 @@ def select_taps(
 
     chosen: list[tuple[_Evidence, list[tuple[str, float]]]] = []
     remaining = list(evidence)
+    outside = 0
     for rank in range(k):
         def utility(item: _Evidence) -> float:
             attrs = arch[item.node]
@@ -194,6 +208,10 @@ def select_taps(
             return item.score * main_path * _position_weight(attrs["depth"], position, rank, k)
 
         viable = [item for item in remaining if utility(item) > 0]
+        if not viable and remaining:  # the window is full: the nearest candidates complete it
+            utility = _outside_utility(arch, position)
+            viable = remaining
+            outside += 1
         if not viable:
             break
         best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
@@ -205,6 +223,13 @@ def select_taps(
         chosen.append((best, beaten))
         remaining = [i for i in remaining if i not in near]
 
+    if outside and len(chosen) > outside:
+        low, high = _WINDOWS[position]
+        warnings.warn(
+            f"position={position!r}: {outside} of the {len(chosen)} taps lie outside depths "
+            f"{low}-{high}, which held only {len(chosen) - outside} at spacing={spacing}.",
+            stacklevel=2,
+        )
     if len(chosen) < k:
         warnings.warn(
             f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} and "

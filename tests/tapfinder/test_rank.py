@@ -80,3 +80,14 @@ def test_kinds_filter_restricts_the_evidence(resnet50):
         warnings.simplefilter("ignore")
         taps = select_taps(arch, candidates, k=3, kinds=["bottleneck"])
     assert taps and all(t.kinds == ("bottleneck",) for t in taps)
+
+
+def test_a_full_window_is_completed_by_the_nearest_candidates_outside_it():
+    torchvision = pytest.importorskip("torchvision")
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg11()
+    arch = tapfinder.trace(vgg, (1, 3, 224, 224))
+    with pytest.warns(UserWarning, match=r"1 of the 3 taps lie outside depths 0.0-0.5"):
+        taps = select_taps(arch, k=3, position="input")
+    depths = sorted(t.depth for t in taps)
+    assert len(taps) == 3 and depths[1] <= 0.5 < depths[2]
