@@ -58,6 +58,7 @@ class TrainConfig:
     spacing: int = 2
     position: str = "input"
     mi: str = "joint"
+    resolution: str = "label"
     alpha: float = 0.4
     beta: float = 0.01
     epochs: int = 5
@@ -166,7 +167,8 @@ def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module
             scheme = IMacHSR(
                 model, classes, example_inputs=example, taps=taps, k=config.k,
                 spacing=config.spacing, position=config.position, alpha=config.alpha,
-                beta=config.beta, mi=config.mi, ignore_index=config.ignore_index,
+                beta=config.beta, mi=config.mi, resolution=config.resolution,
+                ignore_index=config.ignore_index,
             )
     except (ValueError, TapfinderError) as error:
         raise UsageError(str(error)) from error
@@ -255,7 +257,7 @@ def train(config: TrainConfig) -> RunResult:
 
 
 # What must match for a saved state to continue this run (epochs, paths and flags may differ).
-_RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "alpha",
+_RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "resolution", "alpha",
                 "beta", "batch_size", "lr", "seed", "size", "train_length", "ignore_index")
 
 
@@ -356,6 +358,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--spacing", type=int, default=defaults.spacing)
     parser.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position)
     parser.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi)
+    parser.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
+                        help="compare taps with labels at the label size or at the tap's size")
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--beta", type=float, default=defaults.beta)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)

@@ -5,7 +5,7 @@ Every run is one ``python -m imachsr.train`` subprocess on one CPU thread with t
 in every ablation) run once. Finished runs are kept under ``--out`` and skipped when the command
 is repeated, so an interrupted sweep resumes. Usage::
 
-    python benchmarks/experiments/run_experiments.py [--experiments compare,taps,spacing,position]
+    python benchmarks/experiments/run_experiments.py [--experiments compare,taps,spacing,position,resolution]
         [--seeds 0,1,2] [--workers 2] [--epochs 8] [--size 64] [--out runs/experiments]
 
 Validation mIoU is the number to choose defaults by; test mIoU is reported beside it. A
@@ -38,15 +38,20 @@ EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
     "taps": [("output-only", {"plain": True})] + [(f"K = {k}", {"k": k}) for k in range(1, 6)],
     "spacing": [(f"spacing {s}", {"spacing": s}) for s in (1, 2, 3)],
     "position": [(p, {"position": p}) for p in ("input", "central", "output")],
+    "resolution": [(f"MI at the {r} size", {"resolution": r}) for r in ("label", "feature")],
 }
 
 
 SCHEME_DEFAULTS = {"mi": "joint", "k": 3, "spacing": 2, "position": "input"}
+ONLY_IF_SET = {"resolution": "label"}  # added after the first runs; their ids stay valid
 
 
 def normalised(arguments: dict) -> dict:
     """Spell out the scheme's defaults, so "K = 3" and "spacing 2" are the same run."""
-    return arguments if arguments.get("plain") else {**SCHEME_DEFAULTS, **arguments}
+    if arguments.get("plain"):
+        return arguments
+    spelled = {**SCHEME_DEFAULTS, **arguments}
+    return {k: v for k, v in spelled.items() if ONLY_IF_SET.get(k) != v}
 
 
 def run_id(arguments: dict) -> str:
