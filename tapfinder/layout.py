@@ -134,8 +134,10 @@ def _from_inputs(
     if method == "flatten" or node.target is torch.flatten:
         return _flattened(node, source_layout)
     if method in _RESHAPING_METHODS or node.target in _RESHAPING_FUNCTIONS:
-        same_shape = infos[node.name].shape == infos[source.name].shape
-        return source_layout if same_shape else None
+        before, after = infos[source.name].shape, infos[node.name].shape
+        if after == before:
+            return source_layout
+        return _unflattened(source_layout, tuple(before), tuple(after))
     for candidate in inputs:
         if rank[candidate.name] == rank[node.name] and layouts[candidate.name]:
             return layouts[candidate.name]
@@ -191,3 +193,16 @@ def _flattened(node: fx.Node, layout: str) -> str | None:
         return None
     result = layout[:start] + "L" + layout[end + 1 :]
     return result if result in KNOWN_LAYOUTS else None
+
+
+def _unflattened(layout: str, before: tuple[int, ...], after: tuple[int, ...]) -> str | None:
+    """Tokens laid back on a grid: ``NCL`` (B, C, L) -> (B, C, H, W) is ``NCHW`` and ``NLC``
+    (B, L, C) -> (B, H, W, C) is ``NHWC`` when H * W = L (SegFormer, ViT decoders)."""
+    if len(before) != 3 or len(after) != 4:
+        return None
+    if layout == "NCL" and after[:2] == before[:2] and after[2] * after[3] == before[2]:
+        return "NCHW"
+    if layout == "NLC" and (after[0], after[3]) == (before[0], before[2]) \
+            and after[1] * after[2] == before[1]:
+        return "NHWC"
+    return None

@@ -244,3 +244,25 @@ def test_json_round_trip_keeps_every_attribute(small_net, tmp_path):
 def test_from_json_refuses_other_documents(tmp_path):
     with pytest.raises(ValueError, match="Not a tapfinder ArchGraph"):
         tapfinder.ArchGraph.from_json('{"nodes": []}')
+
+
+class TokensBackOnTheGrid(nn.Module):
+    """SegFormer's pattern: map -> tokens -> linear -> tokens laid back on the grid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.mix = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x)
+        tokens = self.mix(patches.flatten(2).transpose(1, 2))  # (B, L, C)
+        channels_first = tokens.transpose(1, 2).reshape(patches.shape)  # NCL -> NCHW
+        channels_last = tokens.reshape(x.shape[0], 4, 4, 8)  # NLC -> NHWC
+        return channels_first.sigmoid(), channels_last.sigmoid()
+
+
+def test_tokens_reshaped_back_onto_their_grid_get_a_map_layout():
+    arch = tapfinder.trace(TokensBackOnTheGrid(), (2, 3, 16, 16))
+    layouts = {arch[n]["layout"] for n in arch.outputs}
+    assert layouts == {"NCHW", "NHWC"}, layouts
