@@ -19,7 +19,7 @@ import difflib
 import inspect
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -46,7 +46,7 @@ class ShapeGuard(NamedTuple):
 
     location: str
     source: str
-    value: bool
+    value: bool | int | float
 
     def __str__(self) -> str:
         return f"{self.location}: `{self.source}` -> {self.value}"
@@ -112,6 +112,23 @@ class _MetaEvaluator:
         raise RuntimeError(f"no example input for argument {node.target!r}")
 
 
+class _ShapeProxy(fx.Proxy):
+    """A proxy Python may convert with ``int()`` or ``float()`` (``int(n ** 0.5)`` of a token
+    count in ConViT, SAM, NesT): the tracer computes the number from the example shapes."""
+
+    def __int__(self) -> int:
+        return self.tracer._concrete(self, int, _not_a_number)
+
+    def __float__(self) -> float:
+        return self.tracer._concrete(self, float, _not_a_number)
+
+
+def _not_a_number(obj: fx.Proxy) -> Any:
+    raise fx.proxy.TraceError(
+        f"int() or float() of the traced value {obj.node.name} needs example inputs"
+    )
+
+
 class ScopeTracer(fx.Tracer):
     """An ``fx.Tracer`` that records enclosing module paths and auto-leafs failing submodules.
 
@@ -146,13 +163,40 @@ class ScopeTracer(fx.Tracer):
         self._parameter_proxy_cache: dict[str, fx.Proxy] | None = None
 
     def to_bool(self, obj: fx.Proxy) -> bool:
-        if self.example_inputs is None or _maybe_revert_all_patches is None:
-            return super().to_bool(obj)
+        return self._concrete(obj, bool, super().to_bool)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ShapeProxy(node, self)
+
+    def iter(self, obj: fx.Proxy) -> Iterator[fx.Proxy]:
+        """Iterate a proxy whose length follows from the example shapes (a ``torch.Size``, a
+        tuple a leaf returns) element by element, each element staying symbolic."""
+        length = None
+        if self.example_inputs is not None and _maybe_revert_all_patches is not None:
+            try:
+                with _maybe_revert_all_patches():
+                    value = self._meta_evaluator().value(obj.node)
+                length = len(value) if isinstance(value, (tuple, list, torch.Size)) else None
+            except Exception:  # noqa: BLE001 - not evaluable: fx's own error says why
+                length = None
+        if length is None:
+            return super().iter(obj)
+        return iter([obj[index] for index in range(length)])
+
+    def _meta_evaluator(self) -> _MetaEvaluator:
         if self._evaluator is None:
             self._evaluator = _MetaEvaluator(self.root, self.example_inputs)
+        return self._evaluator
+
+    def _concrete(self, obj: fx.Proxy, convert: type, fallback: Any) -> Any:
+        """The value Python needs here (a branch's bool, an ``int()`` of a size), computed from
+        the example shapes and recorded as a shape guard; fx's own error when it depends on
+        tensor values."""
+        if self.example_inputs is None or _maybe_revert_all_patches is None:
+            return fallback(obj)
         try:
             with _maybe_revert_all_patches():
-                value = bool(self._evaluator.value(obj.node))
+                value = convert(self._meta_evaluator().value(obj.node))
         except Exception as error:
             raise fx.proxy.TraceError(
                 "symbolically traced variables cannot be used as inputs to control flow "

@@ -105,3 +105,34 @@ def test_arguments_no_example_feeds_keep_their_defaults():
 def test_concrete_args_override_the_defaults():
     arch = tapfinder.trace(OptionalMaskNet(), (2, 3, 8, 8), concrete_args={"pre_logits": True})
     assert arch[arch.outputs[0]]["shape"] == (2, 4, 8, 8)
+
+
+class TokensToGrid(torch.nn.Module):
+    """``int(n ** 0.5)`` of a token count, and a loop over a shape, as ConViT and SAM write."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, count, channels = tokens.shape
+        side = int(count ** 0.5)
+        for size in tokens.shape[1:]:  # iterating a traced torch.Size
+            tokens = tokens * (size > 0)
+        return tokens.transpose(1, 2).reshape(batch, channels, side, side)
+
+
+class TokenNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 8)
+        self.grid = TokensToGrid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.grid(self.proj(x))
+
+
+def test_int_of_a_size_and_iteration_over_a_shape_are_traced_through():
+    model = TokenNet()
+    arch = tapfinder.trace(model, (2, 16, 4))
+    assert not arch.leaves
+    assert any("int(count ** 0.5)" in guard for guard in arch.shape_guards)
+    x = torch.randn(2, 16, 4)
+    assert torch.equal(arch.graph_module(x), model(x))
+    assert arch[arch.outputs[0]]["shape"] == (2, 8, 4, 4)
