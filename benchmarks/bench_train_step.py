@@ -16,7 +16,7 @@ the default allocator keeps freed memory and makes peak RSS vary by 20% between 
 
 It also checks that the stripped model's inference equals the original's. Usage::
 
-    python benchmarks/bench_train_step.py [--steps 5] [--height 256 --width 512] [--resolution label]
+    python benchmarks/bench_train_step.py [--steps 5] [--height 256 --width 512] [--resolution feature|label]
 
 Targets (scheme issue): K=3 step time <= 1.10x and peak memory <= 1.15x the plain step;
 overhead growing linearly with K.
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--resolution", choices=("label", "feature"), default="label")
+    parser.add_argument("--resolution", choices=("label", "feature"), default="feature")
     parser.add_argument("--configuration", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.configuration:

@@ -58,7 +58,7 @@ class TrainConfig:
     spacing: int = 2
     position: str = "input"
     mi: str = "joint"
-    resolution: str = "label"
+    resolution: str = "feature"
     alpha: float = 0.4
     beta: float = 0.01
     epochs: int = 5

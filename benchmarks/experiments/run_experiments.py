@@ -36,26 +36,26 @@ EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
     "compare": [(f"{model.split(':', 1)[1]} / {label}", {"model": model, **overrides})
                 for model in (DLV3, SEGFORMER) for label, overrides in METHODS],
     "taps": [("output-only", {"plain": True})] + [(f"K = {k}", {"k": k}) for k in range(1, 6)],
-    "spacing": [(f"spacing {s}", {"spacing": s}) for s in (1, 2, 3)],
+    "spacing": [(f"spacing {s}", {"spacing": s}) for s in (1, 2, 3, 8, 12)],
     "position": [(p, {"position": p}) for p in ("input", "central", "output")],
     "resolution": [(f"MI at the {r} size", {"resolution": r}) for r in ("label", "feature")],
 }
 
 
-SCHEME_DEFAULTS = {"mi": "joint", "k": 3, "spacing": 2, "position": "input"}
-ONLY_IF_SET = {"resolution": "label"}  # added after the first runs; their ids stay valid
+# The protocol's iMacHSR settings, spelled out so "K = 3" and "spacing 2" are the same run. The
+# runs compare taps with labels at the label size (imachsr's default when they were made).
+SCHEME_DEFAULTS = {"mi": "joint", "k": 3, "spacing": 2, "position": "input", "resolution": "label"}
 
 
 def normalised(arguments: dict) -> dict:
-    """Spell out the scheme's defaults, so "K = 3" and "spacing 2" are the same run."""
-    if arguments.get("plain"):
-        return arguments
-    spelled = {**SCHEME_DEFAULTS, **arguments}
-    return {k: v for k, v in spelled.items() if ONLY_IF_SET.get(k) != v}
+    return arguments if arguments.get("plain") else {**SCHEME_DEFAULTS, **arguments}
 
 
 def run_id(arguments: dict) -> str:
-    return hashlib.sha1(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:12]
+    """A run's folder name. ``--resolution label`` is left out: the option came after the first
+    runs, which used label resolution without naming it."""
+    named = {k: v for k, v in arguments.items() if (k, v) != ("resolution", "label")}
+    return hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def command_line(arguments: dict) -> list[str]:
