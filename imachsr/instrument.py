@@ -224,20 +224,62 @@ def _input_shapes(arch: ArchGraph) -> tuple[tuple[int, ...] | None, ...]:
 
 def _compile(arch: ArchGraph, taps: Sequence[str]) -> tuple[Any, nn.Module]:
     """The tapped graph's generated forward and the traced root it runs on."""
-    graph = _graph_with_taps(arch.traced.graph, taps)
+    graph = _graph_with_taps(arch.traced.graph, taps, arch.traced.root)
     return type(fx.GraphModule(arch.traced.root, graph)).forward, arch.traced.root
 
 
-def _graph_with_taps(graph: fx.Graph, taps: Sequence[str]) -> fx.Graph:
+def _graph_with_taps(graph: fx.Graph, taps: Sequence[str], root: nn.Module) -> fx.Graph:
+    """The graph, returning ``(output, {tap: value})``. A tap whose tensor a later in-place
+    operation changes (``ReLU(inplace=True)`` after a tapped BatchNorm, ``out += identity``) is
+    cloned where it is computed, so the feature is the tap's value, not the later one."""
+    mutated = _mutated_later(graph, root)
     copy = fx.Graph()
     values: dict[str, fx.Node] = {}
+    tapped: dict[str, fx.Node] = {}
     for node in graph.nodes:
         if node.op == "output":
             output = fx.map_arg(node.args[0], lambda n: values[n.name])
-            copy.output((output, {name: values[name] for name in taps}))
-        else:
-            values[node.name] = copy.node_copy(node, lambda n: values[n.name])
+            copy.output((output, {name: tapped[name] for name in taps}))
+            continue
+        values[node.name] = copy.node_copy(node, lambda n: values[n.name])
+        if node.name in taps:
+            tapped[node.name] = (copy.call_method("clone", (values[node.name],))
+                                 if node.name in mutated else values[node.name])
     return copy
+
+
+_INPLACE_OPERATORS = {"iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "iand",
+                      "ior", "ixor", "ilshift", "irshift", "imatmul", "setitem"}
+
+
+def _mutated_later(graph: fx.Graph, root: nn.Module) -> set[str]:
+    """Names of the nodes whose tensor an in-place operation changes after the node has run.
+
+    An in-place operation's result is its first argument, so results chain back to the tensor
+    they alias; a mutation of any alias after a node marks that node."""
+    def in_place(node: fx.Node) -> bool:
+        if not node.args or not isinstance(node.args[0], fx.Node):
+            return False
+        if node.op == "call_module":
+            return getattr(root.get_submodule(str(node.target)), "inplace", False) is True
+        if node.op == "call_method":
+            return str(node.target).endswith("_") and not str(node.target).startswith("_")
+        if node.op == "call_function":
+            name = getattr(node.target, "__name__", "")
+            return node.kwargs.get("inplace") is True or name in _INPLACE_OPERATORS
+        return False
+
+    base: dict[fx.Node, fx.Node] = {}
+    seen: list[fx.Node] = []
+    mutated: set[str] = set()
+    for node in graph.nodes:
+        base[node] = node
+        if in_place(node):
+            target = base[node.args[0]]
+            base[node] = target
+            mutated.update(n.name for n in seen if base[n] is target)
+        seen.append(node)
+    return mutated
 
 
 def _hook_fallback(model: nn.Module, taps: list[str | Tap], error: TraceFailure) -> TappedModel:

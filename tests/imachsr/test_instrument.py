@@ -196,3 +196,32 @@ def test_a_tap_inside_a_branch_the_new_shape_skips_is_refused():
     tapped = imachsr.instrument(ParityBranchNet().eval(), ["even"], (1, 3, 8, 8))
     with pytest.raises(ValueError, match="Instrument again with example inputs of the new shape"):
         tapped(torch.randn(1, 3, 8, 9))
+
+
+class InPlaceBlock(nn.Module):
+    """A BatchNorm whose output ReLU(inplace=True) overwrites, then ``out += identity``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn(self.conv(x)))
+        out += x
+        return out
+
+
+@pytest.mark.parametrize("tap, reference", [
+    ("bn", lambda m, x: m.bn(m.conv(x))),
+    ("act", lambda m, x: torch.relu(m.bn(m.conv(x)))),
+])
+def test_a_tap_later_overwritten_in_place_keeps_its_own_value(tap, reference):
+    model = InPlaceBlock().eval()
+    tapped = imachsr.instrument(model, [tap], (1, 4, 8, 8))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        output, features = tapped(x)
+        assert torch.equal(features[tapped.taps[0]], reference(model, x))
+        assert torch.equal(output, model(x))
