@@ -269,16 +269,16 @@ def _mutated_later(graph: fx.Graph, root: nn.Module) -> set[str]:
             return node.kwargs.get("inplace") is True or name in _INPLACE_OPERATORS
         return False
 
+    aliases: dict[fx.Node, list[str]] = {}  # a tensor's first node -> the nodes that alias it
     base: dict[fx.Node, fx.Node] = {}
-    seen: list[fx.Node] = []
     mutated: set[str] = set()
     for node in graph.nodes:
-        base[node] = node
         if in_place(node):
-            target = base[node.args[0]]
-            base[node] = target
-            mutated.update(n.name for n in seen if base[n] is target)
-        seen.append(node)
+            base[node] = base[node.args[0]]
+            mutated.update(aliases[base[node]])
+        else:
+            base[node] = node
+        aliases.setdefault(base[node], []).append(node.name)
     return mutated
 
 

@@ -257,8 +257,8 @@ def train(config: TrainConfig) -> RunResult:
 
 
 # What must match for a saved state to continue this run (epochs, paths and flags may differ).
-_RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "resolution", "alpha",
-                "beta", "batch_size", "lr", "seed", "size", "train_length", "ignore_index")
+_RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "resolution",
+                "alpha", "beta", "batch_size", "lr", "seed", "size", "train_length", "ignore_index")
 
 
 def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
@@ -268,10 +268,9 @@ def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
         raise UsageError(f"--resume: cannot read {path} ({error}); delete it or start without "
                          "--resume.") from error
-    saved = state.get("config", {}) if isinstance(state, dict) else {}
     if not isinstance(state, dict) or "objective" not in state:
         raise UsageError(f"--resume: {path} is not a training state written by imachsr train.")
-    current = asdict(config)
+    saved, current = state.get("config", {}), asdict(config)
     differ = [f"--{k.replace('_', '-')} {saved[k]!r} (now {current[k]!r})"
               for k in _RESUME_KEYS if k in saved and saved[k] != current[k]]
     if differ:

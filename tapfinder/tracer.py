@@ -171,22 +171,22 @@ class ScopeTracer(fx.Tracer):
     def iter(self, obj: fx.Proxy) -> Iterator[fx.Proxy]:
         """Iterate a proxy whose length follows from the example shapes (a ``torch.Size``, a
         tuple a leaf returns) element by element, each element staying symbolic."""
-        length = None
-        if self.example_inputs is not None and _maybe_revert_all_patches is not None:
-            try:
-                with _maybe_revert_all_patches():
-                    value = self._meta_evaluator().value(obj.node)
-                length = len(value) if isinstance(value, (tuple, list, torch.Size)) else None
-            except Exception:  # noqa: BLE001 - not evaluable: fx's own error says why
-                length = None
-        if length is None:
+        try:
+            value = self._example_value(obj)
+        except Exception:  # noqa: BLE001 - not evaluable: fx's own error says why
             return super().iter(obj)
-        return iter([obj[index] for index in range(length)])
+        if not isinstance(value, (tuple, list, torch.Size)):
+            return super().iter(obj)
+        return iter([obj[index] for index in range(len(value))])
 
-    def _meta_evaluator(self) -> _MetaEvaluator:
+    def _example_value(self, obj: fx.Proxy) -> Any:
+        """``obj``'s value computed on meta tensors of the example inputs' shapes."""
+        if self.example_inputs is None or _maybe_revert_all_patches is None:
+            raise LookupError("no example inputs to compute values from")
         if self._evaluator is None:
             self._evaluator = _MetaEvaluator(self.root, self.example_inputs)
-        return self._evaluator
+        with _maybe_revert_all_patches():
+            return self._evaluator.value(obj.node)
 
     def _concrete(self, obj: fx.Proxy, convert: type, fallback: Any) -> Any:
         """The value Python needs here (a branch's bool, an ``int()`` of a size), computed from
@@ -195,8 +195,7 @@ class ScopeTracer(fx.Tracer):
         if self.example_inputs is None or _maybe_revert_all_patches is None:
             return fallback(obj)
         try:
-            with _maybe_revert_all_patches():
-                value = convert(self._meta_evaluator().value(obj.node))
+            value = convert(self._example_value(obj))
         except Exception as error:
             raise fx.proxy.TraceError(
                 "symbolically traced variables cannot be used as inputs to control flow "
@@ -382,14 +381,10 @@ def _default_to_concrete_values(
 ) -> None:
     """fx keeps a placeholder (renamed, with the signature's default) for each concrete argument
     and asserts callers pass that value; make the value the default so callers may omit it."""
-    try:
-        names = list(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
-    for name, node in zip(names, placeholders):
-        value = concrete_args.get(name, ...)
-        if value is None or type(value) in (bool, int, float, str):
+    for parameter, node in zip(_forward_parameters(model), placeholders):
+        value = concrete_args.get(parameter.name, ...)
+        if _is_plain(value):
             node.args = (value,)
 
 
@@ -398,15 +393,21 @@ def _unfed_defaults(model: nn.Module, fed: int) -> dict[str, Any]:
     example input feeds. Traced as placeholders they would be proxies, and ``if mask is not
     None`` would take the branch the model never takes by default (timm's Hiera); fixed to their
     defaults, fx asserts at run time that callers do not pass another value."""
+    named = [p for p in _forward_parameters(model)
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {p.name: p.default for p in named[fed:] if _is_plain(p.default)}
+
+
+def _forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
     try:
-        parameters = list(inspect.signature(model.forward).parameters.values())
+        return list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
-        return {}
-    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return {
-        p.name: p.default for p in named[fed:]
-        if p.default is None or type(p.default) in (bool, int, float, str)
-    }
+        return []
+
+
+def _is_plain(value: Any) -> bool:
+    """A value fx can bake into a graph and assert on: None, a flag, a number or a string."""
+    return value is None or type(value) in (bool, int, float, str)
 
 
 def _shallow_copy(model: nn.Module) -> nn.Module:
