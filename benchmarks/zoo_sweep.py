@@ -87,7 +87,7 @@ def _timed(record: dict, key: str, function: Any) -> Any:
         record["seconds"][key] = round(time.perf_counter() - start, 3)
 
 
-def _baselines(record: dict, model: Any, spec: str) -> None:
+def _baselines(record: dict, model: Any) -> None:
     """Plain ``torch.fx.symbolic_trace`` and timm's registry-based tracer on the same model."""
     import torch
 
@@ -107,9 +107,6 @@ def _timm_trace(model: Any) -> Any:
 
 def sweep_one(spec: str, run_params: int) -> dict:
     """Run every stage on one model; the record says which stage failed and why."""
-    import torch
-
-    import imachsr
     import tapfinder
 
     record: dict[str, Any] = {"model": spec, "outcome": "ok", "seconds": {}}
@@ -129,7 +126,7 @@ def sweep_one(spec: str, run_params: int) -> dict:
             return record
         shape = _input_shape(spec, model)
         record["input_shape"] = shape
-        _baselines(record, model, spec)
+        _baselines(record, model)
 
         stage = "trace"
         arch = _timed(record, "trace", lambda: tapfinder.trace(model, shape))

@@ -100,6 +100,12 @@ def exceeds_noise(a: list[float], b: list[float]) -> bool:
     return abs(mean_a - mean_b) > 2 * error
 
 
+def pm(fractions: list[float]) -> str:
+    """Mean ± standard deviation of fractions, as percentages."""
+    mean, sd = mean_std([v * 100 for v in fractions])
+    return f"{mean:.2f} ± {sd:.2f}"
+
+
 def table(name: str, rows: list[tuple[str, list[dict]]]) -> str:
     """One markdown table: mean +- std over seeds; the change is against the table's first row
     (of the same model, for the comparison)."""
@@ -110,15 +116,10 @@ def table(name: str, rows: list[tuple[str, list[dict]]]) -> str:
     references: dict[str, list[float]] = {}
     for label, runs in rows:
         results = [r for r in runs if r is not None]
-        label = label if len(results) == len(runs) else f"{label} ({len(results)} seeds)"
         if not results:
             lines.append(f"| {label} | not run | | | | | | | |")
             continue
-
-        def pm(values: list[float]) -> str:
-            mean, sd = mean_std([v * 100 for v in values])
-            return f"{mean:.2f} ± {sd:.2f}"
-
+        label = label if len(results) == len(runs) else f"{label} ({len(results)} seeds)"
         test = {key: [r["test"][key] for r in results] for key in ("mIoU", "mF1", "mPre", "mRec")}
         val = [r["history"][-1]["val"]["mIoU"] for r in results]
         group = label.split(" / ")[0] if " / " in label else ""
