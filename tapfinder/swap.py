@@ -22,25 +22,29 @@ __all__ = ["swapped_tensors"]
 def swapped_tensors(root: nn.Module, state: Mapping[str, torch.Tensor]) -> Iterator[None]:
     """Inside the block, every tensor that ``state`` names by attribute path (a parameter, a
     buffer or a plain tensor attribute) reads as its stand-in, wherever it is registered."""
-    stand_ins = {id(_resolve(root, path)): tensor for path, tensor in state.items()}
-    swapped: list[tuple[dict, str, object]] = []
+    stand_ins: dict[int, torch.Tensor] = {}
+    tables = ["_parameters", "_buffers"]
+    modules = dict(root.named_modules(remove_duplicate=False))
+    for path, tensor in state.items():
+        owner_path, _, name = path.rpartition(".")
+        owner = modules[owner_path]
+        original = getattr(owner, name)
+        if not isinstance(original, torch.Tensor):
+            raise TypeError(f"{path!r} is a {type(original).__name__}, not a tensor")
+        stand_ins[id(original)] = tensor
+        if name not in owner._parameters and name not in owner._buffers and len(tables) == 2:
+            tables.append("__dict__")  # fx's tensor constants: only then search every __dict__
+    swapped = [
+        (table, name, value)
+        for module in root.modules()
+        for table in (getattr(module, attribute) for attribute in tables)
+        for name, value in table.items()
+        if id(value) in stand_ins and isinstance(value, torch.Tensor)
+    ]
     try:
-        for module in root.modules():
-            for table in (module._parameters, module._buffers, module.__dict__):
-                for name, value in list(table.items()):
-                    if isinstance(value, torch.Tensor) and id(value) in stand_ins:
-                        swapped.append((table, name, value))
-                        table[name] = stand_ins[id(value)]
+        for table, name, value in swapped:
+            table[name] = stand_ins[id(value)]
         yield
     finally:
         for table, name, original in reversed(swapped):
             table[name] = original
-
-
-def _resolve(root: nn.Module, path: str) -> torch.Tensor:
-    value: object = root
-    for part in path.split("."):
-        value = getattr(value, part)
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{path!r} is a {type(value).__name__}, not a tensor")
-    return value
