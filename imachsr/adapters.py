@@ -9,6 +9,11 @@ Built from the traced shape and layout of each tap:
   register tokens dropped) when the grid follows from the input size;
 - classification (labels ``(B,)``): features are averaged over positions first, then a linear
   layer gives ``(B, num_classes)``.
+
+``capacity="head"`` puts a small hidden layer in front of that projection, as mmsegmentation's
+auxiliary FCN head does: a 3x3 convolution, BatchNorm and ReLU for channels-first maps, a linear
+layer, LayerNorm and GELU for channels-last maps and tokens. The auxiliary objective then need not
+make the tap's own features linearly class-separable.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from torch import nn
 
 from tapfinder import ArchGraph
 
-__all__ = ["DimensionAdapter", "build_adapters", "token_grid"]
+__all__ = ["DimensionAdapter", "build_adapters", "token_grid", "CAPACITIES"]
+
+CAPACITIES = ("linear", "head")
+_MAX_HIDDEN = 256  # hidden width of a "head" adapter: the tap's channels, at most this
 
 _MAX_EXTRA_TOKENS = 8  # class and register tokens in front of the patch tokens
 
@@ -58,18 +66,31 @@ class DimensionAdapter(nn.Module):
         *,
         pool: bool = False,
         grid: tuple[int, int, int] | None = None,
+        capacity: str = "linear",
     ) -> None:
         super().__init__()
+        if capacity not in CAPACITIES:
+            raise ValueError(f"capacity must be one of {', '.join(CAPACITIES)}; got {capacity!r}.")
         self.layout = layout
         self.pool = pool
         self.grid = grid
         spatial_dims = {"NCL": 1, "NCHW": 2, "NCDHW": 3}.get(layout or "", 0)
-        if spatial_dims and not pool:
+        dense = bool(spatial_dims) and not pool
+        width = min(channels, _MAX_HIDDEN) if capacity == "head" else channels
+        layers: list[nn.Module] = []
+        if dense:
             convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
-            self.project: nn.Module = convolution(channels, num_classes, kernel_size=1)
+            if capacity == "head":
+                norm = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[spatial_dims - 1]
+                layers += [convolution(channels, width, kernel_size=3, padding=1, bias=False),
+                           norm(width), nn.ReLU(inplace=True)]
+            layers.append(convolution(width, num_classes, kernel_size=1))
         else:
-            self.project = nn.Linear(channels, num_classes)
-        nn.init.zeros_(self.project.bias)
+            if capacity == "head":
+                layers += [nn.Linear(channels, width), nn.LayerNorm(width), nn.GELU()]
+            layers.append(nn.Linear(width, num_classes))
+        nn.init.zeros_(layers[-1].bias)
+        self.project = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         layout = self.layout
@@ -95,9 +116,11 @@ class DimensionAdapter(nn.Module):
 
 
 def build_adapters(
-    arch: ArchGraph, taps: list[str], num_classes: int, *, pool: bool = False
+    arch: ArchGraph, taps: list[str], num_classes: int, *, pool: bool = False,
+    capacity: str = "linear",
 ) -> nn.ModuleDict:
-    """One :class:`DimensionAdapter` per tap, keyed by tap name, from the traced shapes.
+    """One :class:`DimensionAdapter` per tap, keyed by tap name, from the traced shapes;
+    ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer) or ``"head"``.
 
     Raises
     ------
@@ -133,5 +156,6 @@ def build_adapters(
                     f"input's aspect ratio {image_size}; choose another tap or use labels (B,)."
                 )
         channels = shape[1] if layout.startswith("NC") else shape[-1]
-        adapters[name] = DimensionAdapter(layout, channels, num_classes, pool=pool, grid=grid)
+        adapters[name] = DimensionAdapter(layout, channels, num_classes, pool=pool, grid=grid,
+                                          capacity=capacity)
     return adapters

@@ -11,7 +11,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["mutual_information_loss", "negative_entropy", "ESTIMATORS"]
+__all__ = [
+    "mutual_information_loss", "information_loss", "check_label_range", "negative_entropy",
+    "ESTIMATORS",
+]
 
 ESTIMATORS = ("joint", "variational", "ce")
 _TINY = 1e-12
@@ -76,6 +79,13 @@ def mutual_information_loss(
         single class have ``H(Y) = 0`` and contribute 0. When no pixel is valid at all the loss
         is an exact 0 that still carries a (zero) gradient.
 
+    Raises
+    ------
+    ValueError
+        For an unknown estimator, shapes that do not match, or labels outside ``[0, K)`` that
+        are not ``ignore_index``. This check reads the labels on the host once per call;
+        :class:`imachsr.IMacHSR` checks its labels itself and calls the unchecked computation.
+
     Examples
     --------
     >>> logits = torch.tensor([[[9.0, -9.0]], [[-9.0, 9.0]]]).permute(1, 0, 2)  # (1, 2, 2)
@@ -84,80 +94,100 @@ def mutual_information_loss(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}.")
+    check_label_range(target, logits.shape[1], ignore_index)
+    return information_loss(logits, target, ignore_index=ignore_index, estimator=estimator,
+                            normalize=normalize)
+
+
+def check_label_range(target: torch.Tensor, classes: int, ignore_index: int) -> None:
+    """Raise ``ValueError`` naming the labels outside ``[0, classes)`` that are not
+    ``ignore_index``. One host synchronisation."""
+    outside = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if bool(outside.any()):
+        values = torch.unique(target[outside]).tolist()
+        shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
+        raise ValueError(
+            f"target holds class indices outside [0, {classes}) that are not ignore_index "
+            f"({ignore_index}): {shown} (min {values[0]}, max {values[-1]}); check num_classes "
+            "and the label mapping."
+        )
+
+
+def information_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    ignore_index: int,
+    estimator: str,
+    normalize: bool,
+) -> torch.Tensor:
+    """:func:`mutual_information_loss` without the label check: no host synchronisation, a
+    fixed number of operations whatever the batch. Labels must already be in range."""
     flat_logits, labels = _flatten(logits, target)
     batch, classes, _ = flat_logits.shape
     valid = labels != ignore_index
-    if bool((valid & ((labels < 0) | (labels >= classes))).any()):
-        outside = labels[valid & ((labels < 0) | (labels >= classes))]
-        raise ValueError(
-            f"target holds class indices {torch.unique(outside).tolist()} outside [0, {classes}) "
-            f"that are not ignore_index ({ignore_index}); check num_classes and the label mapping."
-        )
     # Ignored pixels go to an extra bin that is dropped: no masks over (B, K, N) tensors.
-    binned = torch.where(valid, labels, torch.full_like(labels, classes))
+    binned = torch.where(valid, labels, classes)
     label_counts = torch.zeros(batch, classes + 1, device=labels.device).scatter_add_(
-        1, binned, torch.ones_like(binned, dtype=torch.float32)
+        1, binned, valid.float()
     )[:, :classes]
     counts = label_counts.sum(dim=1)
-    has_pixels = counts > 0
-    if not bool(has_pixels.any()):
-        return logits.sum() * 0.0
     label_prior = label_counts / counts.clamp_min(1).unsqueeze(1)  # (B, C)
-    label_entropy = -(label_prior * torch.log(label_prior.clamp_min(_TINY))).sum(dim=1)
+    label_entropy = -torch.special.xlogy(label_prior, label_prior).sum(dim=1)
 
     if estimator in ("ce", "variational"):
         pixel_loss = F.cross_entropy(flat_logits, binned.clamp_max(classes - 1), reduction="none")
-        pixel_loss = torch.where(valid, pixel_loss, torch.zeros_like(pixel_loss))
+        pixel_loss = pixel_loss * valid
         if estimator == "ce":
-            return pixel_loss.sum() / counts.sum()
+            return pixel_loss.sum() / counts.sum().clamp_min(1)
         information = label_entropy - pixel_loss.sum(dim=1) / counts.clamp_min(1)
     else:
         probs = flat_logits.softmax(dim=1)  # (B, K, N)
         index = binned.unsqueeze(1).expand(batch, classes, -1)
-        joint = torch.zeros(batch, classes, classes + 1, device=probs.device).scatter_add_(
-            2, index, probs
-        )[:, :, :classes] / counts.clamp_min(1).view(-1, 1, 1)  # (B, K predicted, C labels)
+        joint = torch.zeros(batch, classes, classes + 1, device=probs.device,
+                            dtype=probs.dtype).scatter_add_(2, index, probs)[:, :, :classes]
+        joint = joint / counts.clamp_min(1).view(-1, 1, 1)  # (B, K predicted, C labels)
         prediction_prior = joint.sum(dim=2, keepdim=True)
         ratio = joint / (prediction_prior * label_prior.unsqueeze(1)).clamp_min(_TINY)
         information = (joint * torch.log(ratio.clamp_min(_TINY))).sum(dim=(1, 2))
     if normalize:
-        informative = label_entropy > _TINY
-        information = torch.where(
-            informative, information / label_entropy.clamp_min(_TINY), torch.zeros_like(information)
-        )
-    return -(information[has_pixels].mean())
+        information = information / label_entropy.clamp_min(_TINY) * (label_entropy > _TINY)
+    # The mean over images that have a valid pixel, without indexing (which would synchronise).
+    has_pixels = counts > 0
+    return -(information * has_pixels).sum() / has_pixels.sum().clamp_min(1)
 
 
 class _NegativeEntropy(torch.autograd.Function):
     """Weighted sum over positions of ``sum_k p_k log p_k``, saving only its input.
 
     The model keeps a tap's features alive for its own backward pass anyway; recomputing the
-    softmax in backward, one sample at a time and in place, keeps this term's extra memory to
-    two sample-sized buffers instead of several feature-sized tensors per tap.
+    softmax in backward, in place, keeps this term's saved memory to none of its own and its
+    transient memory to two feature-sized buffers, with a fixed number of operations per call.
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, dim: int, tau: float, weights: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(features, weights)
+    def forward(ctx, features: torch.Tensor, dim: int, tau: float,
+                weights: torch.Tensor | float) -> torch.Tensor:
+        if isinstance(weights, torch.Tensor):
+            ctx.save_for_backward(features, weights)
+        else:
+            ctx.save_for_backward(features)
+            ctx.weight = weights
         ctx.dim, ctx.tau = dim, tau
-        total = torch.zeros((), dtype=weights.dtype, device=features.device)
-        for sample, sample_weights in zip(features, weights):
-            log_p = _scaled_log_softmax(sample, dim - 1, tau)
-            total += ((log_p.exp() * log_p).sum(dim=dim - 1, keepdim=True) * sample_weights).sum()
-        return total
+        log_p = _scaled_log_softmax(features, dim, tau)
+        per_position = (log_p.exp().mul_(log_p)).sum(dim=dim, keepdim=True)
+        return (per_position * weights).sum()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        features, weights = ctx.saved_tensors
-        gradient = torch.empty_like(features)
-        for index, (sample, sample_weights) in enumerate(zip(features, weights)):
-            log_p = _scaled_log_softmax(sample, ctx.dim - 1, ctx.tau)
-            p = log_p.exp()
-            per_position = (p * log_p).sum(dim=ctx.dim - 1, keepdim=True)
-            # d/dx_k sum_j p_j log p_j = p_k (log p_k - sum_j p_j log p_j), times 1/tau
-            log_p.sub_(per_position).mul_(p).mul_(sample_weights * (grad / ctx.tau))
-            gradient[index] = log_p
-        return gradient, None, None, None
+        features, *saved_weights = ctx.saved_tensors
+        weights = saved_weights[0] if saved_weights else ctx.weight
+        log_p = _scaled_log_softmax(features, ctx.dim, ctx.tau)
+        p = log_p.exp()
+        per_position = (p * log_p).sum(dim=ctx.dim, keepdim=True)
+        # d/dx_k sum_j p_j log p_j = p_k (log p_k - sum_j p_j log p_j), times 1/tau
+        gradient = log_p.sub_(per_position).mul_(p).mul_(weights * (grad / ctx.tau))
+        return gradient.to(features.dtype), None, None, None
 
 
 def _scaled_log_softmax(features: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
@@ -195,16 +225,13 @@ def negative_entropy(
     dim = dim % features.dim()
     if dim == 0:
         raise ValueError("dim must not be the batch dimension 0: the distribution runs over channels.")
-    positions = features.shape[:dim] + (1,) + features.shape[dim + 1:]
+    weights: torch.Tensor | float
     if mask is None:
-        count = features.numel() // features.shape[dim]
-        weights = torch.full(positions, 1.0 / max(count, 1), device=features.device,
-                             dtype=_at_least_float32(features).dtype)
+        weights = 1.0 / max(features.numel() // max(features.shape[dim], 1), 1)
     else:
         expected = features.shape[:dim] + features.shape[dim + 1:]
         if mask.shape != expected:
             raise ValueError(f"mask shape {tuple(mask.shape)} must match the positions {tuple(expected)}.")
-        if not bool(mask.any()):
-            return features.sum() * 0.0
-        weights = (mask.to(_at_least_float32(features).dtype) / mask.sum()).unsqueeze(dim)
+        # An all-False mask gives zero weights: an exact 0 with a zero gradient, and no sync.
+        weights = (mask.to(_at_least_float32(features).dtype) / mask.sum().clamp_min(1)).unsqueeze(dim)
     return _NegativeEntropy.apply(features, dim, float(tau), weights)

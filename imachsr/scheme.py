@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,23 +22,46 @@ from torch.nn import functional as F
 import tapfinder
 from tapfinder import Tap
 
-from .adapters import build_adapters
+from .adapters import CAPACITIES, build_adapters
 from .instrument import instrument
-from .losses import ESTIMATORS, mutual_information_loss, negative_entropy
+from .losses import ESTIMATORS, check_label_range, information_loss, negative_entropy
+from .weighting import SCHEDULES, normalisation, schedule_factor
 
 __all__ = ["IMacHSR", "SchemeOutput", "model_logits"]
 
 RESOLUTIONS = ("label", "feature")
 
 
-@dataclass
 class SchemeOutput:
-    """``loss`` to back-propagate, ``terms`` for logging (floats: ``ce``, ``mi/<tap>``,
-    ``ne/<tap>``) and the model's ``logits``."""
+    """What one supervised step returns.
 
-    loss: torch.Tensor
-    terms: dict[str, float]
-    logits: torch.Tensor
+    ``loss`` to back-propagate and the model's ``logits``; ``terms`` for logging: floats keyed
+    ``loss``, ``ce``, ``mi/<tap>`` and ``ne/<tap>``.
+
+    The terms stay on the device until ``terms`` is first read, which reads them all in one host
+    synchronisation, so a step that does not log costs no synchronisation at all. That read also
+    checks them: a non-finite term raises ``FloatingPointError`` naming the first place NaN or inf
+    appears (the input batch, a tap's features, the logits), from sums taken in the step.
+    """
+
+    def __init__(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], logits: torch.Tensor,
+                 places: dict[str, torch.Tensor] | None = None) -> None:
+        self.loss, self.logits = loss, logits
+        self._terms, self._places = terms, places or {}
+        self._values: dict[str, float] | None = None
+
+    @property
+    def terms(self) -> dict[str, float]:
+        if self._values is None:
+            with torch.no_grad():
+                tensors = [t.float() for t in (*self._terms.values(), *self._places.values())]
+                numbers = torch.stack(tensors).tolist()  # the one host synchronisation
+            values = dict(zip(self._terms, numbers))
+            if not all(math.isfinite(v) for v in values.values()):
+                places = dict(zip(self._places, numbers[len(values):]))
+                raise FloatingPointError(_nonfinite_message(values, places))
+            self._values = values
+        return self._values
 
 
 def model_logits(output: Any) -> torch.Tensor:
@@ -93,9 +115,22 @@ class IMacHSR(nn.Module):
         the tap's size; ``"label"``: adapter logits are resized (bilinear) to the label size.
         Validation mIoU did not separate the two (docs/results.md) and ``"feature"`` costs half
         as much per tap.
+    adapter
+        ``"linear"`` (a 1x1 convolution: the paper's dimension adapter) or ``"head"`` (3x3
+        conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head), see :mod:`imachsr.adapters`.
+    schedule
+        ``"constant"``, ``"linear"`` or ``"cosine"``: the factor on every ``alpha`` and ``beta``
+        as training progresses (:mod:`imachsr.weighting`); the decaying ones reach 0 at the end.
+        The training loop reports progress with :meth:`set_progress`.
+    normalize_weights
+        Divide the objective by ``1 + sum(alpha)`` (scheduled), so the output's weight and the
+        taps' sum to 1 (nnU-Net).
     output_loss
         ``callable(model_output, target) -> loss``; default cross-entropy with ``ignore_index``
         on :func:`model_logits` resized to the label size.
+
+    Labels are checked (integer dtype and shape on every call, values in range on the first
+    call only: reading them back would stop the device every step).
 
     Labels are ``(B, *S)`` class maps for dense prediction, or ``(B,)`` when the model outputs
     ``(B, K)`` (adapters then pool to a vector and MI is computed over the batch).
@@ -118,10 +153,17 @@ class IMacHSR(nn.Module):
         ne_on: str = "features",
         tau: float = 1.0,
         resolution: str = "feature",
+        adapter: str = "linear",
+        schedule: str = "constant",
+        normalize_weights: bool = False,
         ignore_index: int = 255,
         output_loss: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
+        if adapter not in CAPACITIES:
+            raise ValueError(f"adapter must be one of {', '.join(CAPACITIES)}; got {adapter!r}.")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
         if mi not in ESTIMATORS:
             raise ValueError(f"mi must be one of {', '.join(ESTIMATORS)}; got {mi!r}.")
         if ne_on not in ("features", "adapter"):
@@ -145,14 +187,22 @@ class IMacHSR(nn.Module):
         self.classification = len(arch[arch.outputs[0]]["shape"] or ()) == 2 and arch[
             arch.outputs[0]
         ]["value"] == "tensor"
-        self.adapters = build_adapters(arch, list(self.taps), num_classes, pool=self.classification)
+        self.adapters = build_adapters(arch, list(self.taps), num_classes, pool=self.classification,
+                                       capacity=adapter)
         self.layouts = {name: arch[name]["layout"] for name in self.taps}
         self.alpha = _per_tap(alpha, self.taps, "alpha")
         self.beta = _per_tap(beta, self.taps, "beta")
         self.num_classes = num_classes
         self.mi, self.normalize_mi, self.ne_on, self.tau = mi, normalize_mi, ne_on, tau
         self.resolution, self.ignore_index = resolution, ignore_index
+        self.schedule, self.normalize_weights, self.progress = schedule, normalize_weights, 0.0
         self.output_loss = output_loss
+        self._labels_checked = False
+
+    def set_progress(self, progress: float) -> None:
+        """Tell the weight schedule how far training is: 0 at the first step, 1 at the last."""
+        schedule_factor(self.schedule, progress)  # validates
+        self.progress = float(progress)
 
     def forward(self, *inputs: Any, target: torch.Tensor | None = None) -> Any:
         """``scheme(x, target)`` -> :class:`SchemeOutput`; ``scheme(x)`` -> the model's output.
@@ -167,16 +217,26 @@ class IMacHSR(nn.Module):
         self._check_target(target)
         output, features = self.tapped(*inputs)
         logits = model_logits(output)
-        terms: dict[str, torch.Tensor] = {"ce": self._output_loss(output, logits, target)}
+        factor = schedule_factor(self.schedule, self.progress)
+        terms = {"ce": self._output_loss(output, logits, target)}
         loss = terms["ce"]
+        labels_by_size: dict[tuple[int, ...], torch.Tensor] = {}
         for index, name in enumerate(self.taps):
-            mi_term, ne_term = self._tap_terms(name, features[name], target)
-            terms[f"mi/{name}"], terms[f"ne/{name}"] = mi_term, ne_term
-            loss = loss + self.alpha[index] * mi_term + self.beta[index] * ne_term
-        values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))
-        if not all(math.isfinite(v) for v in values.values()):
-            raise FloatingPointError(_nonfinite_message(values, inputs, features, logits))
-        return SchemeOutput(loss, values, logits)
+            terms[f"mi/{name}"], ne_term = self._tap_terms(index, features[name], target,
+                                                           labels_by_size)
+            loss = loss + (factor * self.alpha[index]) * terms[f"mi/{name}"]
+            if ne_term is not None:
+                terms[f"ne/{name}"] = ne_term
+                loss = loss + (factor * self.beta[index]) * ne_term
+        if self.normalize_weights:
+            loss = loss / normalisation(self.alpha, factor)
+        with torch.no_grad():
+            places = {"the input batch" + (f" (input {i})" if i else ""): torch.sum(t, dtype=torch.float32)
+                      for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.is_floating_point()}
+            places.update({f"the features at tap {name!r}": torch.sum(t, dtype=torch.float32)
+                           for name, t in features.items()})
+            places["the model's logits"] = torch.sum(logits, dtype=torch.float32)
+        return SchemeOutput(loss, {"loss": loss, **terms}, logits, places)
 
     def _check_devices(self, inputs: Sequence[Any], target: torch.Tensor) -> None:
         device = next((p.device for p in self.model.parameters()), None)
@@ -199,26 +259,23 @@ class IMacHSR(nn.Module):
             raise ValueError(
                 f"target has shape {tuple(target.shape)} but this model needs labels {expected}."
             )
-        valid = target[target != self.ignore_index]
-        if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= self.num_classes):
-            raise ValueError(
-                f"target holds values outside [0, {self.num_classes}) other than ignore_index "
-                f"{self.ignore_index} (min {int(valid.min())}, max {int(valid.max())}); check "
-                "num_classes and the label mapping."
-            )
+        if not self._labels_checked:
+            check_label_range(target, self.num_classes, self.ignore_index)
+            self._labels_checked = True
 
     def _output_loss(self, output: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.output_loss is not None:
             return self.output_loss(output, target)
         if logits.dim() > 2 and logits.shape[2:] != target.shape[1:]:
             logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
-        if not bool((target != self.ignore_index).any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+        return masked_cross_entropy(logits, target, self.ignore_index)
 
     def _tap_terms(
-        self, name: str, features: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, index: int, features: torch.Tensor, target: torch.Tensor,
+        labels_by_size: dict[tuple[int, ...], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tap ``index``'s MI loss and its negative-entropy term (``None`` where its ``beta`` is 0)."""
+        name = self.taps[index]
         adapter_logits = self.adapters[name](features)
         labels = target
         if not self.classification and adapter_logits.shape[2:] != target.shape[1:]:
@@ -227,37 +284,36 @@ class IMacHSR(nn.Module):
                     adapter_logits, size=target.shape[1:], mode="bilinear", align_corners=False
                 )
             else:
-                labels = _resize_labels(target, adapter_logits.shape[2:])
-        mi_term = mutual_information_loss(
+                labels = _labels_at(target, adapter_logits.shape[2:], labels_by_size)
+        mi_term = information_loss(
             adapter_logits, labels, ignore_index=self.ignore_index, estimator=self.mi,
             normalize=self.normalize_mi,
         )
+        if self.beta[index] == 0:
+            return mi_term, None
         if self.ne_on == "adapter":
             mask = None if self.classification else labels != self.ignore_index
-            ne_term = negative_entropy(adapter_logits, dim=1, tau=self.tau, mask=mask)
-        else:
-            ne_term = self._feature_entropy(name, features, target)
-        return mi_term, ne_term
-
-    def _feature_entropy(self, name: str, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return mi_term, negative_entropy(adapter_logits, dim=1, tau=self.tau, mask=mask)
         layout = self.layouts[name] or "NC"
         channel_dim = 1 if layout.startswith("NC") else -1
         mask = None
         if not self.classification and layout in ("NCHW", "NHWC"):
             size = features.shape[2:] if layout == "NCHW" else features.shape[1:3]
-            mask = _resize_labels(target, size) != self.ignore_index
-        return negative_entropy(features, dim=channel_dim, tau=self.tau, mask=mask)
+            mask = _labels_at(target, size, labels_by_size) != self.ignore_index
+        return mi_term, negative_entropy(features, dim=channel_dim, tau=self.tau, mask=mask)
 
 
-def _nonfinite_message(values: dict[str, float], inputs: Sequence[Any],
-                       features: dict[str, torch.Tensor], logits: torch.Tensor) -> str:
-    """Name the non-finite loss terms and the first place NaN or inf appears."""
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Cross-entropy averaged over the pixels that are not ``ignore_index``; an exact 0 (with a
+    zero gradient) when there are none. Computed as a sum over a count, so no host sync."""
+    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp_min(1)
+
+
+def _nonfinite_message(values: dict[str, float], places: dict[str, float]) -> str:
+    """Name the non-finite loss terms and the first place whose sum is NaN or inf."""
     bad_terms = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
-    places = [("the input batch", t) for t in inputs if isinstance(t, torch.Tensor)]
-    places += [(f"the features at tap {name!r}", t) for name, t in features.items()]
-    places.append(("the model's logits", logits))
-    source = next((where for where, t in places
-                   if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())), None)
+    source = next((where for where, total in places.items() if not math.isfinite(total)), None)
     origin = f"NaN or inf first appears in {source}" if source else (
         "the inputs, features and logits are finite, so a loss overflowed")
     return (
@@ -266,9 +322,25 @@ def _nonfinite_message(values: dict[str, float], inputs: Sequence[Any],
     )
 
 
+def _labels_at(target: torch.Tensor, size: Sequence[int],
+               labels_by_size: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
+    """``target`` resized to ``size``, once per size and step."""
+    key = tuple(size)
+    if key not in labels_by_size:
+        labels_by_size[key] = _resize_labels(target, key)
+    return labels_by_size[key]
+
+
 def _resize_labels(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a ``(B, *S)`` label map: labels and ``ignore_index`` survive."""
-    if tuple(target.shape[1:]) == tuple(size):
+    """Nearest-neighbour resize of a ``(B, *S)`` label map: labels and ``ignore_index`` survive.
+
+    For a whole-number reduction this is a strided view (nearest picks source index ``i * s``),
+    which costs no kernel; other sizes go through ``F.interpolate``.
+    """
+    source, size = tuple(target.shape[1:]), tuple(size)
+    if source == size:
         return target
-    resized = F.interpolate(target.unsqueeze(1).float(), size=tuple(size), mode="nearest")
+    if all(s >= d and s % d == 0 for s, d in zip(source, size)):
+        return target[(slice(None), *(slice(None, None, s // d) for s, d in zip(source, size)))]
+    resized = F.interpolate(target.unsqueeze(1).float(), size=size, mode="nearest")
     return resized.squeeze(1).to(target.dtype)

@@ -32,9 +32,11 @@ import tapfinder
 from tapfinder.errors import InvalidInputError, TapfinderError
 from tapfinder.zoo import build_model
 
+from .adapters import CAPACITIES
 from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, SynthiaSF
 from .metrics import SegmentationMetrics
-from .scheme import IMacHSR, SchemeOutput, model_logits
+from .scheme import IMacHSR, SchemeOutput, masked_cross_entropy, model_logits
+from .weighting import SCHEDULES, schedule_factor
 
 __all__ = ["TrainConfig", "train", "compare", "main"]
 
@@ -59,11 +61,15 @@ class TrainConfig:
     position: str = "input"
     mi: str = "joint"
     resolution: str = "feature"
+    adapter: str = "linear"
+    schedule: str = "constant"
+    normalize_weights: bool = False
     alpha: float = 0.4
     beta: float = 0.01
     epochs: int = 5
     batch_size: int = 8
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     out: str = "runs/imachsr"
     limit_steps: int | None = None
@@ -96,8 +102,8 @@ class PlainObjective(nn.Module):
         logits = model_logits(output)
         sized = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False) \
             if logits.shape[2:] != target.shape[1:] else logits
-        loss = F.cross_entropy(sized.float(), target, ignore_index=self.ignore_index)
-        return SchemeOutput(loss, {"ce": float(loss.detach())}, logits)
+        loss = masked_cross_entropy(sized, target, self.ignore_index)
+        return SchemeOutput(loss, {"loss": loss, "ce": loss}, logits)
 
 
 class Augmented(Dataset):
@@ -168,7 +174,8 @@ def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module
                 model, classes, example_inputs=example, taps=taps, k=config.k,
                 spacing=config.spacing, position=config.position, alpha=config.alpha,
                 beta=config.beta, mi=config.mi, resolution=config.resolution,
-                ignore_index=config.ignore_index,
+                adapter=config.adapter, schedule=config.schedule,
+                normalize_weights=config.normalize_weights, ignore_index=config.ignore_index,
             )
     except (ValueError, TapfinderError) as error:
         raise UsageError(str(error)) from error
@@ -258,7 +265,8 @@ def train(config: TrainConfig) -> RunResult:
 
 # What must match for a saved state to continue this run (epochs, paths and flags may differ).
 _RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "resolution",
-                "alpha", "beta", "batch_size", "lr", "seed", "size", "train_length", "ignore_index")
+                "adapter", "schedule", "normalize_weights", "alpha", "beta", "batch_size", "lr",
+                "lr_schedule", "seed", "size", "train_length", "ignore_index")
 
 
 def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
@@ -291,17 +299,24 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
                             generator=generator, drop_last=True)
     steps = len(loader) if config.limit_steps is None else min(len(loader), config.limit_steps)
     torch.manual_seed(config.seed * 1000 + epoch)  # dropout and other in-model randomness
+    objective = runner.module if isinstance(runner, nn.parallel.DistributedDataParallel) else runner
+    total_steps = max(config.epochs * steps - 1, 1)
     sums: dict[str, float] = {}
     progress = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", rank)
     runner.train()
     for step, (images, labels) in enumerate(loader):
         if step >= steps:
             break
+        done = min((epoch * steps + step) / total_steps, 1.0)
+        if isinstance(objective, IMacHSR):
+            objective.set_progress(done)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * schedule_factor(config.lr_schedule, done)
         output = runner(images.to(device), labels.to(device))
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
+        terms = output.terms  # the step's one host read; raises before a non-finite update
         optimizer.step()
-        terms = {"loss": float(output.loss.detach()), **output.terms}
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value
         progress.set_postfix(loss=f"{terms['loss']:.3f}", ce=f"{terms['ce']:.3f}")
@@ -359,11 +374,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi)
     parser.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
                         help="compare taps with labels at the label size or at the tap's size")
+    parser.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
+                        help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                        help="factor on the taps' weights over training: constant, or decayed to 0")
+    parser.add_argument("--normalize-weights", action="store_true",
+                        help="divide the objective by 1 + sum(alpha) (nnU-Net)")
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--beta", type=float, default=defaults.beta)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.lr_schedule,
+                        help="factor on the learning rate over training: constant, or decayed to 0")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", default=defaults.out)
     parser.add_argument("--limit-steps", type=int, help="cap the steps per epoch (smoke runs)")
