@@ -1,30 +1,43 @@
-"""Training-step cost of iMacHSR against a plain output-only step, on the CPU.
+"""Training-step cost of iMacHSR against a plain output-only step, on the CPU or a CUDA GPU.
 
-smp DeepLabV3Plus(resnet18), batch 4 at 256x512, Adam. Configurations, each measured in its own
-subprocess so that peak memory (the process's maximum RSS over the steps, minus its RSS before
-them) belongs to that configuration alone:
+smp DeepLabV3Plus(resnet18), Adam, the step as ``imachsr train`` runs it: forward, backward,
+one read of the logged terms, optimizer step. Configurations, each in its own subprocess so that
+its peak memory is its own:
 
-Times come from a normal run. Peak memory comes from a second run with glibc told to serve every
-allocation of 64 KiB or more by ``mmap`` (``MALLOC_MMAP_THRESHOLD_``): freed tensors then leave
-the RSS at once, so the process's peak RSS tracks live tensor memory (repeatable to a few KiB;
-the default allocator keeps freed memory and makes peak RSS vary by 20% between runs).
+- ``plain``: output cross-entropy only (``imachsr.train.PlainObjective``);
+- ``imachsr-K`` for K = 1..5 taps (tapfinder's auto selection, the library's defaults);
+- ``ce-3``: classic deep supervision through the scheme (``mi="ce"``, 3 taps);
+- ``hooks-3``: classic deep supervision written by hand with forward hooks on the same 3 taps'
+  modules (1x1 conv heads, the same cross-entropy on each): what users do without the library.
 
-- ``plain``: output cross-entropy only;
-- ``imachsr-K`` for K = 1..5 taps (tapfinder's auto selection, joint MI, negative entropy);
-- ``hooks-3``: classic deep supervision on the same 3 taps' modules via forward hooks
-  (1x1 conv heads, the same cross-entropy on each).
+For each it reports:
 
-It also checks that the stripped model's inference equals the original's. Usage::
+- time per step (median; on CUDA, of 30 steps after 5 warm-up, each ended by a synchronise);
+- peak memory of a step: on CUDA ``torch.cuda.max_memory_allocated`` minus the memory held
+  before the step; on the CPU the process's peak RSS minus its RSS before the steps, with glibc
+  told to serve every allocation of 64 KiB or more by ``mmap`` so freed tensors leave the RSS at
+  once and the peak tracks live tensors;
+- operations dispatched per step (every ``aten::`` event of ``torch.profiler``, nested ones
+  included) and host synchronisations per step: profiler events that read a value back to the
+  host (``aten::_local_scalar_dense`` behind ``item()``/``bool()``/``int()``, ``aten::nonzero``
+  behind boolean indexing, ``aten::equal``) plus calls of ``Tensor.tolist``, which the profiler
+  does not see. On CUDA the synchronisations are also counted by
+  ``torch.cuda.set_sync_debug_mode``.
 
-    python benchmarks/bench_train_step.py [--steps 5] [--height 256 --width 512] [--resolution feature|label]
+Usage::
 
-Targets (scheme issue): K=3 step time <= 1.10x and peak memory <= 1.15x the plain step;
-overhead growing linearly with K.
+    python benchmarks/bench_train_step.py [--device cpu|cuda] [--batch 4] [--height 256 --width 512]
+        [--steps 5] [--configurations plain,imachsr-3] [--json out.json]
+
+Targets (GPU-efficiency issue): K=3 adds at most 600 operations and 1 synchronisation per step;
+K=3 step time at most 1.10x plain on the CPU (peak memory at most 1.15x); on a GPU at most 1.10x
+at 512x512 batch 8 and 1.25x at 96x96 batch 16; time growing linearly and gently with K.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -33,13 +46,15 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 
-import psutil
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 CLASSES = 11
+CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "ce-3", "hooks-3"]
+SYNC_EVENTS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::equal")
 
 
 def build(seed: int = 0) -> nn.Module:
@@ -49,126 +64,218 @@ def build(seed: int = 0) -> nn.Module:
     return smp.DeepLabV3Plus("resnet18", encoder_weights=None, classes=CLASSES)
 
 
-def run_configuration(name: str, steps: int, height: int, width: int, resolution: str) -> dict:
-    import imachsr
-    import tapfinder
+class HookedDeepSupervision(nn.Module):
+    """Classic deep supervision as users write it: hooks on the tapped modules, a 1x1 head each."""
 
-    torch.manual_seed(0)
-    x = torch.randn(4, 3, height, width)
-    y = torch.randint(0, CLASSES, (4, height, width))
-    model = build()
-    shape = (4, 3, height, width)
-    if name == "plain":
-        parameters = list(model.parameters())
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        import tapfinder
 
-        def step() -> torch.Tensor:
-            return F.cross_entropy(model(x), y, ignore_index=255)
-    elif name.startswith("imachsr"):
-        k = int(name.split("-")[1])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=shape, k=k, resolution=resolution)
-        parameters = list(scheme.parameters())
-
-        def step() -> torch.Tensor:
-            return scheme(x, y).loss
-    else:
+        super().__init__()
+        self.model = model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             taps = tapfinder.select_taps(tapfinder.trace(model, shape), k=3)
         named = dict(model.named_modules())
-        captured: dict[str, torch.Tensor] = {}
-        heads = nn.ModuleDict()
+        self.captured: dict[str, torch.Tensor] = {}
+        self.heads = nn.ModuleDict()
         for tap in taps:
             key = tap.module.replace(".", "_")
-            heads[key] = nn.Conv2d(tap.shape[1], CLASSES, 1)
+            self.heads[key] = nn.Conv2d(tap.shape[1], CLASSES, 1)
             named[tap.module].register_forward_hook(
-                lambda module, args, output, key=key: captured.__setitem__(key, output)
-            )
-        parameters = [*model.parameters(), *heads.parameters()]
+                lambda module, args, output, key=key: self.captured.__setitem__(key, output))
 
-        def step() -> torch.Tensor:
-            loss = F.cross_entropy(model(x), y, ignore_index=255)
-            for key, head in heads.items():
-                logits = F.interpolate(head(captured[key]), size=(height, width), mode="bilinear")
-                loss = loss + 0.4 * F.cross_entropy(logits, y, ignore_index=255)
-            return loss
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        from imachsr import SchemeOutput
 
-    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, ignore_index=255)
+        for key, head in self.heads.items():
+            tap_logits = F.interpolate(head(self.captured[key]), size=y.shape[1:], mode="bilinear")
+            loss = loss + 0.4 * F.cross_entropy(tap_logits, y, ignore_index=255)
+        return SchemeOutput(loss, {"loss": loss}, logits)
+
+
+def objective(name: str, shape: tuple[int, ...]) -> nn.Module:
+    import imachsr
+    from imachsr.train import PlainObjective
+
+    model = build()
+    if name == "plain":
+        return PlainObjective(model)
+    if name == "hooks-3":
+        return HookedDeepSupervision(model, shape)
+    kind, k = name.rsplit("-", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return imachsr.IMacHSR(model, CLASSES, example_inputs=shape, k=int(k),
+                               mi="ce" if kind == "ce" else "joint")
+
+
+@contextlib.contextmanager
+def counting_tolist() -> Iterator[list[int]]:
+    """Count ``Tensor.tolist`` calls (host reads the profiler does not record)."""
+    calls = [0]
+    original = torch.Tensor.tolist
+
+    def tolist(tensor: torch.Tensor):
+        calls[0] += 1
+        return original(tensor)
+
+    torch.Tensor.tolist = tolist
+    try:
+        yield calls
+    finally:
+        torch.Tensor.tolist = original
+
+
+def run_configuration(name: str, device: str, batch: int, height: int, width: int,
+                      steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    shape = (batch, 3, height, width)
+    x = torch.randn(shape, device=device)
+    y = torch.randint(0, CLASSES, (batch, height, width), device=device)
+    step_objective = objective(name, shape).to(device).train()
+    optimizer = torch.optim.Adam(step_objective.parameters(), lr=1e-3)
 
     def train_step() -> None:
+        output = step_objective(x, y)
         optimizer.zero_grad(set_to_none=True)
-        step().backward()
+        output.loss.backward()
+        output.terms  # the loop's one read, as imachsr train does it
         optimizer.step()
 
-    train_step()  # warm-up: allocator caches, Adam state
-    rss_before = psutil.Process().memory_info().rss
+    synchronise: Callable[[], None] = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(warmup):  # allocator caches, Adam state, the scheme's first-call label check
+        train_step()
+    synchronise()
+    result = {"name": name, "device": device}
+    result.update(count_operations(train_step, device))
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        held = torch.cuda.memory_allocated()
+    else:
+        rss_before = _rss()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         train_step()
+        synchronise()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"name": name, "median_s": statistics.median(times), "peak_step_bytes": peak - rss_before,
-            "peak_bytes": peak}
+    if device == "cuda":
+        result["peak_step_bytes"] = torch.cuda.max_memory_allocated() - held
+    else:
+        result["peak_step_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    result["median_ms"] = statistics.median(times) * 1000
+    return result
 
 
-def check_stripped_inference(height: int, width: int) -> bool:
+def count_operations(train_step: Callable[[], None], device: str) -> dict:
+    """Operations dispatched and host synchronisations in one step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with counting_tolist() as tolist_calls, profile(activities=[ProfilerActivity.CPU]) as trace:
+        train_step()
+    names = [event.name for event in trace.events()]
+    counts = {
+        "operations": sum(name.startswith("aten::") for name in names),
+        "host_syncs": sum(name in SYNC_EVENTS for name in names) + tolist_calls[0],
+    }
+    if device == "cuda":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts["cuda_syncs"] = sum("synchroniz" in str(w.message) for w in caught)
+    return counts
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def check_stripped_inference(device: str, height: int, width: int) -> bool:
+    """The trained-with model evaluates exactly as a fresh copy of the user's model."""
     import imachsr
 
-    model = build().eval()
+    model = build().eval().to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=(1, 3, height, width), k=3)
-    x = torch.randn(1, 3, height, width)
+    x = torch.randn(1, 3, height, width, device=device)
     with torch.no_grad():
-        reference = build().eval()(x)
+        reference = build().eval().to(device)(x)
         return torch.equal(scheme.eval()(x), reference) and torch.equal(scheme.model(x), reference)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--resolution", choices=("label", "feature"), default="feature")
+    parser.add_argument("--steps", type=int, help="timed steps (default 30 on CUDA, 5 on the CPU)")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
+    parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--configuration", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    cuda = arguments.device == "cuda"
+    steps = arguments.steps or (30 if cuda else 5)
+    warmup = 5 if cuda else 1
     if arguments.configuration:
-        result = run_configuration(arguments.configuration, arguments.steps, arguments.height,
-                                   arguments.width, arguments.resolution)
-        print(json.dumps(result))
+        print(json.dumps(run_configuration(arguments.configuration, arguments.device,
+                                           arguments.batch, arguments.height, arguments.width,
+                                           steps, warmup)))
         return
 
-    names = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "hooks-3"]
-
-    def measure(name: str, steps: int, environment: dict | None) -> dict:
+    def measure(name: str, environment: dict | None = None) -> dict:
         completed = subprocess.run(
-            [sys.executable, __file__, "--configuration", name, "--steps", str(steps),
-             "--height", str(arguments.height), "--width", str(arguments.width),
-             "--resolution", arguments.resolution],
-            capture_output=True, text=True, check=True, env=environment,
+            [sys.executable, __file__, "--configuration", name, "--device", arguments.device,
+             "--batch", str(arguments.batch), "--height", str(arguments.height),
+             "--width", str(arguments.width), "--steps", str(steps)],
+            capture_output=True, text=True, env=environment,
         )
+        if completed.returncode:
+            raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
         return json.loads(completed.stdout.strip().splitlines()[-1])
 
-    exact_memory = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    print(f"smp DeepLabV3Plus(resnet18), batch 4 at {arguments.height}x{arguments.width}, Adam, "
-          f"{torch.get_num_threads()} threads, median of {arguments.steps} steps, "
-          f"adapter logits at {arguments.resolution} resolution")
-    print(f"{'configuration':14} {'step s':>7} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
-    results = {}
-    for name in names:
-        results[name] = measure(name, arguments.steps, None)
-        results[name]["peak_step_bytes"] = measure(name, 2, exact_memory)["peak_step_bytes"]
-        plain = results["plain"]
-        row = results[name]
-        print(f"{name:14} {row['median_s']:7.2f} {row['median_s'] / plain['median_s']:8.3f} "
-              f"{row['peak_step_bytes'] / 2**20:9.0f} "
-              f"{row['peak_step_bytes'] / plain['peak_step_bytes']:8.3f}", flush=True)
-    overheads = [results[f"imachsr-{k}"]["median_s"] - results["plain"]["median_s"] for k in range(1, 6)]
-    print("overhead per K (s): " + ", ".join(f"{o:.3f}" for o in overheads))
-    print(f"stripped model inference identical to the original: "
-          f"{check_stripped_inference(arguments.height, arguments.width)}")
+    where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"smp DeepLabV3Plus(resnet18), batch {arguments.batch} at {arguments.height}x"
+          f"{arguments.width}, Adam, {where}, torch {torch.__version__}, median of {steps} steps")
+    header = f"{'configuration':14} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9} {'x plain':>8} " \
+             f"{'ops':>6} {'+ops':>6} {'syncs':>6}"
+    print(header + (f" {'cuda syncs':>10}" if cuda else ""))
+    rows = []
+    for name in arguments.configurations.split(","):
+        row = measure(name)
+        if not cuda:  # exact peak RSS needs its own run (see the module docstring)
+            exact = measure(name, {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+            row["peak_step_bytes"] = exact["peak_step_bytes"]
+        rows.append(row)
+        plain = rows[0]
+        line = (f"{name:14} {row['median_ms']:8.1f} {row['median_ms'] / plain['median_ms']:8.3f} "
+                f"{row['peak_step_bytes'] / 2**20:9.0f} "
+                f"{row['peak_step_bytes'] / max(plain['peak_step_bytes'], 1):8.3f} "
+                f"{row['operations']:6d} {row['operations'] - plain['operations']:+6d} "
+                f"{row['host_syncs']:6d}")
+        print(line + (f" {row['cuda_syncs']:10d}" if cuda else ""), flush=True)
+    by_name = {row["name"]: row for row in rows}
+    if "plain" in by_name and all(f"imachsr-{k}" in by_name for k in range(1, 6)):
+        overheads = [by_name[f"imachsr-{k}"]["median_ms"] - by_name["plain"]["median_ms"]
+                     for k in range(1, 6)]
+        print("overhead per K (ms): " + ", ".join(f"{o:.1f}" for o in overheads))
+    identical = check_stripped_inference(arguments.device, arguments.height, arguments.width)
+    print(f"stripped model inference identical to the original: {identical}")
+    if arguments.json:
+        with open(arguments.json, "w") as file:
+            json.dump({"device": where, "batch": arguments.batch, "height": arguments.height,
+                       "width": arguments.width, "rows": rows,
+                       "stripped_inference_identical": identical}, file, indent=1)
 
 
 if __name__ == "__main__":

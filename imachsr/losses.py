@@ -8,12 +8,14 @@ indices, with ``ignore_index`` marking pixels that no term may see.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch.nn import functional as F
 
 __all__ = [
-    "mutual_information_loss", "information_loss", "check_label_range", "negative_entropy",
-    "ESTIMATORS",
+    "mutual_information_loss", "information_loss", "LabelStatistics", "label_statistics",
+    "check_label_range", "negative_entropy", "ESTIMATORS",
 ]
 
 ESTIMATORS = ("joint", "variational", "ce")
@@ -25,23 +27,43 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
-def _flatten(
-    logits: torch.Tensor, target: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits as ``(B, K, N)`` and targets as ``(B, N)``.
+class LabelStatistics(NamedTuple):
+    """What the MI terms need from one label map, computed once per label size and step.
 
-    Classification (``(B, K)`` logits, ``(B,)`` target) becomes one "image" whose pixels are
-    the batch's samples: mutual information is a property of a set of samples.
+    Classification labels ``(B,)`` are one "image" whose pixels are the batch's samples: mutual
+    information is a property of a set of samples.
     """
-    if logits.dim() == 2:
-        logits, target = logits.t().unsqueeze(0), target.unsqueeze(0)
-    if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match: "
-            "expected logits (B, K, *S) with target (B, *S). Resize one to the other first."
-        )
-    batch, classes = logits.shape[:2]
-    return _at_least_float32(logits).reshape(batch, classes, -1), target.reshape(batch, -1)
+
+    shape: tuple[int, ...]  # the label map's shape, to check the logits against
+    binned: torch.Tensor  # (B, N) class indices, ignored pixels moved to the extra bin C
+    weight: torch.Tensor  # (B, N) 1.0 where the pixel is valid
+    counts: torch.Tensor  # (B, 1, 1) valid pixels per image, at least 1
+    prior: torch.Tensor  # (B, C) label distribution per image
+    entropy: torch.Tensor  # (B,) H(Y) per image
+    image_weight: torch.Tensor  # (B,) 1 / (images with a valid pixel) for those images, else 0
+    pixel_weight: torch.Tensor  # (B, N) 1 / (valid pixels in the batch) where valid, else 0
+
+
+def label_statistics(target: torch.Tensor, classes: int, ignore_index: int = 255,
+                     dtype: torch.dtype = torch.float32) -> LabelStatistics:
+    """The :class:`LabelStatistics` of ``target`` (``(B, *S)`` or ``(B,)``), in ``dtype``.
+    Labels must be in ``[0, classes)`` or ``ignore_index`` (see :func:`check_label_range`)."""
+    with torch.no_grad():
+        labels = target.reshape(1, -1) if target.dim() == 1 else target.reshape(target.shape[0], -1)
+        valid = labels != ignore_index
+        weight = valid.to(dtype)
+        # Ignored pixels go to an extra bin that is dropped: no masks over (B, K, N) tensors.
+        binned = torch.where(valid, labels, classes)
+        label_counts = weight.new_zeros(labels.shape[0], classes + 1).scatter_add_(
+            1, binned, weight)[:, :classes]
+        counts = label_counts.sum(dim=1, keepdim=True)
+        safe_counts = counts.clamp_min(1)
+        prior = label_counts / safe_counts
+        entropy = -torch.special.xlogy(prior, prior).sum(dim=1)
+        has_pixels = (counts.view(-1) > 0).to(dtype)
+        return LabelStatistics(tuple(target.shape), binned, weight, safe_counts.view(-1, 1, 1),
+                               prior, entropy, has_pixels / has_pixels.sum().clamp_min(1),
+                               weight / counts.sum().clamp_min(1))
 
 
 def mutual_information_loss(
@@ -95,8 +117,9 @@ def mutual_information_loss(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}.")
     check_label_range(target, logits.shape[1], ignore_index)
-    return information_loss(logits, target, ignore_index=ignore_index, estimator=estimator,
-                            normalize=normalize)
+    statistics = label_statistics(target, logits.shape[1], ignore_index,
+                                  _at_least_float32(logits).dtype)
+    return information_loss(logits, statistics, estimator=estimator, normalize=normalize)
 
 
 def check_label_range(target: torch.Tensor, classes: int, ignore_index: int) -> None:
@@ -115,46 +138,45 @@ def check_label_range(target: torch.Tensor, classes: int, ignore_index: int) -> 
 
 def information_loss(
     logits: torch.Tensor,
-    target: torch.Tensor,
+    labels: LabelStatistics,
     *,
-    ignore_index: int,
     estimator: str,
     normalize: bool,
 ) -> torch.Tensor:
-    """:func:`mutual_information_loss` without the label check: no host synchronisation, a
-    fixed number of operations whatever the batch. Labels must already be in range."""
-    flat_logits, labels = _flatten(logits, target)
-    batch, classes, _ = flat_logits.shape
-    valid = labels != ignore_index
-    # Ignored pixels go to an extra bin that is dropped: no masks over (B, K, N) tensors.
-    binned = torch.where(valid, labels, classes)
-    label_counts = torch.zeros(batch, classes + 1, device=labels.device).scatter_add_(
-        1, binned, valid.float()
-    )[:, :classes]
-    counts = label_counts.sum(dim=1)
-    label_prior = label_counts / counts.clamp_min(1).unsqueeze(1)  # (B, C)
-    label_entropy = -torch.special.xlogy(label_prior, label_prior).sum(dim=1)
-
+    """:func:`mutual_information_loss` from precomputed :func:`label_statistics`: no label check,
+    no host synchronisation, a fixed number of operations whatever the batch."""
+    given = tuple(logits.shape)
+    if logits.dim() == 2:
+        matches = labels.shape == (logits.shape[0],)
+        logits = logits.t().unsqueeze(0)
+    else:
+        matches = labels.shape == (logits.shape[0], *logits.shape[2:])
+    if not matches:
+        raise ValueError(
+            f"logits {given} and target {labels.shape} do not match: expected "
+            "logits (B, K, *S) with target (B, *S). Resize one to the other first."
+        )
+    batch, classes = logits.shape[:2]
+    flat_logits = _at_least_float32(logits).reshape(batch, classes, -1)
     if estimator in ("ce", "variational"):
-        pixel_loss = F.cross_entropy(flat_logits, binned.clamp_max(classes - 1), reduction="none")
-        pixel_loss = pixel_loss * valid
+        pixel_loss = F.cross_entropy(flat_logits, labels.binned.clamp_max(classes - 1), reduction="none")
+        pixel_loss = pixel_loss * labels.weight
         if estimator == "ce":
-            return pixel_loss.sum() / counts.sum().clamp_min(1)
-        information = label_entropy - pixel_loss.sum(dim=1) / counts.clamp_min(1)
+            return pixel_loss.sum() / labels.counts.sum()
+        information = labels.entropy - pixel_loss.sum(dim=1) / labels.counts.view(-1)
     else:
         probs = flat_logits.softmax(dim=1)  # (B, K, N)
-        index = binned.unsqueeze(1).expand(batch, classes, -1)
-        joint = torch.zeros(batch, classes, classes + 1, device=probs.device,
-                            dtype=probs.dtype).scatter_add_(2, index, probs)[:, :, :classes]
-        joint = joint / counts.clamp_min(1).view(-1, 1, 1)  # (B, K predicted, C labels)
+        index = labels.binned.unsqueeze(1).expand(batch, classes, -1)
+        joint = probs.new_zeros(batch, classes, classes + 1).scatter_add_(2, index, probs)
+        joint = joint[:, :, :classes] / labels.counts  # (B, K predicted, C labels)
         prediction_prior = joint.sum(dim=2, keepdim=True)
-        ratio = joint / (prediction_prior * label_prior.unsqueeze(1)).clamp_min(_TINY)
+        ratio = joint / (prediction_prior * labels.prior.unsqueeze(1)).clamp_min(_TINY)
         information = (joint * torch.log(ratio.clamp_min(_TINY))).sum(dim=(1, 2))
     if normalize:
-        information = information / label_entropy.clamp_min(_TINY) * (label_entropy > _TINY)
+        informative = (labels.entropy > _TINY).to(information.dtype)
+        information = information / labels.entropy.clamp_min(_TINY) * informative
     # The mean over images that have a valid pixel, without indexing (which would synchronise).
-    has_pixels = counts > 0
-    return -(information * has_pixels).sum() / has_pixels.sum().clamp_min(1)
+    return -(information * labels.image_weight).sum()
 
 
 class _NegativeEntropy(torch.autograd.Function):
@@ -187,7 +209,7 @@ class _NegativeEntropy(torch.autograd.Function):
         per_position = (p * log_p).sum(dim=ctx.dim, keepdim=True)
         # d/dx_k sum_j p_j log p_j = p_k (log p_k - sum_j p_j log p_j), times 1/tau
         gradient = log_p.sub_(per_position).mul_(p).mul_(weights * (grad / ctx.tau))
-        return gradient.to(features.dtype), None, None, None
+        return gradient if gradient.dtype == features.dtype else gradient.to(features.dtype), None, None, None
 
 
 def _scaled_log_softmax(features: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
@@ -201,6 +223,7 @@ def negative_entropy(
     dim: int = 1,
     tau: float = 1.0,
     mask: torch.Tensor | None = None,
+    labels: LabelStatistics | None = None,
 ) -> torch.Tensor:
     """Mean over positions of ``sum_k p_k log p_k`` with ``p = softmax(features / tau, dim)`` (Eq. 2).
 
@@ -214,6 +237,9 @@ def negative_entropy(
         Any tensor with the distribution along ``dim`` (``1`` for ``NCHW``, ``-1`` for tokens).
     mask
         Optional boolean tensor of the remaining dimensions' shape: positions to average over.
+    labels
+        Instead of ``mask``: :func:`label_statistics` of labels at the positions' size, whose
+        valid pixels are the positions to average over (computed once, shared with the MI term).
 
     Examples
     --------
@@ -225,13 +251,19 @@ def negative_entropy(
     dim = dim % features.dim()
     if dim == 0:
         raise ValueError("dim must not be the batch dimension 0: the distribution runs over channels.")
+    positions = features.shape[:dim] + (1,) + features.shape[dim + 1:]
+    expected = features.shape[:dim] + features.shape[dim + 1:]
     weights: torch.Tensor | float
-    if mask is None:
-        weights = 1.0 / max(features.numel() // max(features.shape[dim], 1), 1)
-    else:
-        expected = features.shape[:dim] + features.shape[dim + 1:]
+    if labels is not None:
+        if labels.shape != tuple(expected):
+            raise ValueError(f"labels of shape {labels.shape} must match the positions {tuple(expected)}.")
+        weights = labels.pixel_weight.view(positions)
+    elif mask is not None:
         if mask.shape != expected:
             raise ValueError(f"mask shape {tuple(mask.shape)} must match the positions {tuple(expected)}.")
         # An all-False mask gives zero weights: an exact 0 with a zero gradient, and no sync.
-        weights = (mask.to(_at_least_float32(features).dtype) / mask.sum().clamp_min(1)).unsqueeze(dim)
+        weights = mask.to(_at_least_float32(features).dtype).unsqueeze(dim)
+        weights = weights / weights.sum().clamp_min(1)
+    else:
+        weights = 1.0 / max(features.numel() // max(features.shape[dim], 1), 1)
     return _NegativeEntropy.apply(features, dim, float(tau), weights)

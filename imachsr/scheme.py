@@ -24,7 +24,8 @@ from tapfinder import Tap
 
 from .adapters import CAPACITIES, build_adapters
 from .instrument import instrument
-from .losses import ESTIMATORS, check_label_range, information_loss, negative_entropy
+from .losses import (ESTIMATORS, LabelStatistics, check_label_range, information_loss,
+                     label_statistics, negative_entropy)
 from .weighting import SCHEDULES, normalisation, schedule_factor
 
 __all__ = ["IMacHSR", "SchemeOutput", "model_logits"]
@@ -54,8 +55,8 @@ class SchemeOutput:
     def terms(self) -> dict[str, float]:
         if self._values is None:
             with torch.no_grad():
-                tensors = [t.float() for t in (*self._terms.values(), *self._places.values())]
-                numbers = torch.stack(tensors).tolist()  # the one host synchronisation
+                # The one host synchronisation (cat promotes mixed float dtypes).
+                numbers = torch.stack([*self._terms.values(), *self._places.values()]).tolist()
             values = dict(zip(self._terms, numbers))
             if not all(math.isfinite(v) for v in values.values()):
                 places = dict(zip(self._places, numbers[len(values):]))
@@ -220,7 +221,7 @@ class IMacHSR(nn.Module):
         factor = schedule_factor(self.schedule, self.progress)
         terms = {"ce": self._output_loss(output, logits, target)}
         loss = terms["ce"]
-        labels_by_size: dict[tuple[int, ...], torch.Tensor] = {}
+        labels_by_size: dict[tuple[int, ...], LabelStatistics] = {}
         for index, name in enumerate(self.taps):
             terms[f"mi/{name}"], ne_term = self._tap_terms(index, features[name], target,
                                                            labels_by_size)
@@ -230,13 +231,11 @@ class IMacHSR(nn.Module):
                 loss = loss + (factor * self.beta[index]) * ne_term
         if self.normalize_weights:
             loss = loss / normalisation(self.alpha, factor)
-        with torch.no_grad():
-            places = {"the input batch" + (f" (input {i})" if i else ""): torch.sum(t, dtype=torch.float32)
-                      for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.is_floating_point()}
-            places.update({f"the features at tap {name!r}": torch.sum(t, dtype=torch.float32)
-                           for name, t in features.items()})
-            places["the model's logits"] = torch.sum(logits, dtype=torch.float32)
-        return SchemeOutput(loss, {"loss": loss, **terms}, logits, places)
+        places = {"the input batch" + (f" (input {i})" if i else ""): t
+                  for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.is_floating_point()}
+        places.update({f"the features at tap {name!r}": t for name, t in features.items()})
+        places["the model's logits"] = logits
+        return SchemeOutput(loss, {"loss": loss, **terms}, logits, _sums(places))
 
     def _check_devices(self, inputs: Sequence[Any], target: torch.Tensor) -> None:
         device = next((p.device for p in self.model.parameters()), None)
@@ -272,42 +271,50 @@ class IMacHSR(nn.Module):
 
     def _tap_terms(
         self, index: int, features: torch.Tensor, target: torch.Tensor,
-        labels_by_size: dict[tuple[int, ...], torch.Tensor],
+        labels_by_size: dict[tuple[int, ...], LabelStatistics],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tap ``index``'s MI loss and its negative-entropy term (``None`` where its ``beta`` is 0)."""
         name = self.taps[index]
         adapter_logits = self.adapters[name](features)
-        labels = target
+        size = tuple(target.shape[1:])
         if not self.classification and adapter_logits.shape[2:] != target.shape[1:]:
             if self.resolution == "label":
                 adapter_logits = F.interpolate(
-                    adapter_logits, size=target.shape[1:], mode="bilinear", align_corners=False
-                )
+                    adapter_logits, size=size, mode="bilinear", align_corners=False)
             else:
-                labels = _labels_at(target, adapter_logits.shape[2:], labels_by_size)
-        mi_term = information_loss(
-            adapter_logits, labels, ignore_index=self.ignore_index, estimator=self.mi,
-            normalize=self.normalize_mi,
-        )
+                size = tuple(adapter_logits.shape[2:])
+        labels = self._labels_at(target, size, labels_by_size)
+        mi_term = information_loss(adapter_logits, labels, estimator=self.mi,
+                                   normalize=self.normalize_mi)
         if self.beta[index] == 0:
             return mi_term, None
         if self.ne_on == "adapter":
-            mask = None if self.classification else labels != self.ignore_index
-            return mi_term, negative_entropy(adapter_logits, dim=1, tau=self.tau, mask=mask)
+            return mi_term, negative_entropy(
+                adapter_logits, dim=1, tau=self.tau, labels=None if self.classification else labels)
         layout = self.layouts[name] or "NC"
         channel_dim = 1 if layout.startswith("NC") else -1
-        mask = None
+        positions = None
         if not self.classification and layout in ("NCHW", "NHWC"):
             size = features.shape[2:] if layout == "NCHW" else features.shape[1:3]
-            mask = _labels_at(target, size, labels_by_size) != self.ignore_index
-        return mi_term, negative_entropy(features, dim=channel_dim, tau=self.tau, mask=mask)
+            positions = self._labels_at(target, size, labels_by_size)
+        return mi_term, negative_entropy(features, dim=channel_dim, tau=self.tau, labels=positions)
+
+    def _labels_at(self, target: torch.Tensor, size: Sequence[int],
+                   labels_by_size: dict[tuple[int, ...], LabelStatistics]) -> LabelStatistics:
+        """The statistics of ``target`` resized to ``size``, computed once per size and step."""
+        key = tuple(size)
+        if key not in labels_by_size:
+            labels_by_size[key] = label_statistics(
+                _resize_labels(target, key), self.num_classes, self.ignore_index)
+        return labels_by_size[key]
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """Cross-entropy averaged over the pixels that are not ``ignore_index``; an exact 0 (with a
     zero gradient) when there are none. Computed as a sum over a count, so no host sync."""
-    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
-    return total / (target != ignore_index).sum().clamp_min(1)
+    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp_min(1).to(total.dtype)
 
 
 def _nonfinite_message(values: dict[str, float], places: dict[str, float]) -> str:
@@ -322,13 +329,13 @@ def _nonfinite_message(values: dict[str, float], places: dict[str, float]) -> st
     )
 
 
-def _labels_at(target: torch.Tensor, size: Sequence[int],
-               labels_by_size: dict[tuple[int, ...], torch.Tensor]) -> torch.Tensor:
-    """``target`` resized to ``size``, once per size and step."""
-    key = tuple(size)
-    if key not in labels_by_size:
-        labels_by_size[key] = _resize_labels(target, key)
-    return labels_by_size[key]
+def _sums(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each tensor's sum, detached: NaN or inf anywhere in it makes the sum non-finite (an
+    overflow of the sum itself would need values near float32's limit). Half-precision tensors
+    are summed in float32."""
+    with torch.no_grad():
+        return {name: t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16)
+                else t.sum() for name, t in tensors.items()}
 
 
 def _resize_labels(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

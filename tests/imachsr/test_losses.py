@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from imachsr.losses import mutual_information_loss, negative_entropy
+from imachsr.losses import information_loss, label_statistics, mutual_information_loss, negative_entropy
 
 
 def confident(labels: torch.Tensor, classes: int, permutation=None) -> torch.Tensor:
@@ -181,3 +181,24 @@ def test_negative_entropy_gradient_matches_autograd_on_the_formula(dim, tau, mas
     (expected,) = torch.autograd.grad(reference, features)
     (actual,) = torch.autograd.grad(negative_entropy(features, dim=dim, tau=tau, mask=mask), features)
     torch.testing.assert_close(actual, expected)
+
+
+def test_negative_entropy_over_label_statistics_equals_the_mask_of_valid_pixels():
+    labels = torch.randint(0, 3, (3, 4, 5))
+    labels[1] = 255  # an image with no valid pixel must not dilute the others' weights
+    labels[0, :2] = 255
+    features = torch.randn(3, 6, 4, 5)
+    by_mask = negative_entropy(features, mask=labels != 255)
+    by_labels = negative_entropy(features, labels=label_statistics(labels, 3, 255))
+    assert float(by_labels) == pytest.approx(float(by_mask), abs=1e-6)
+
+
+def test_label_statistics_are_computed_once_and_give_the_same_loss():
+    labels = torch.randint(0, 4, (2, 6, 6))
+    labels[0, 0] = 255
+    logits = torch.randn(2, 4, 6, 6)
+    statistics = label_statistics(labels, 4, 255)
+    for estimator in ("joint", "variational", "ce"):
+        direct = mutual_information_loss(logits, labels, estimator=estimator)
+        shared = information_loss(logits, statistics, estimator=estimator, normalize=False)
+        assert float(shared) == pytest.approx(float(direct), abs=1e-7)
