@@ -3,7 +3,9 @@ metrics, checkpoints and figures; ``--compare`` runs both from the same seed and
 
 Runs as it is on one process, and under ``torchrun --nproc_per_node=N`` with the same command
 (DDP: gloo on the CPU, nccl on GPUs). Every source of randomness is keyed by (seed, epoch,
-index), so a run resumed with ``--resume`` ends exactly where the uninterrupted run would.
+index), so a run resumed with ``--resume`` ends exactly where the uninterrupted run would. The
+decaying schedules (``--schedule``, ``--lr-schedule``) run over ``--epochs``: resume with the
+same ``--epochs`` for that to hold.
 """
 
 from __future__ import annotations
@@ -58,11 +60,11 @@ class TrainConfig:
     taps: str = "auto"
     k: int = 3
     spacing: int = 2
-    position: str = "input"
-    mi: str = "joint"
+    position: str = "uniform"
+    mi: str = "ce"
     resolution: str = "feature"
-    adapter: str = "linear"
-    schedule: str = "constant"
+    adapter: str = "head"
+    schedule: str = "linear"
     normalize_weights: bool = False
     alpha: float = 0.4
     beta: float = 0.01
@@ -78,6 +80,7 @@ class TrainConfig:
     eval_length: int = 128
     resume: bool = False
     ignore_index: int = 255
+    write_artefacts: bool = True  # off: return the results and write no file (experiment sweeps)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     test: dict = field(default_factory=dict)
     seconds: float = 0.0
+    taps: list[str] = field(default_factory=list)
 
 
 class PlainObjective(nn.Module):
@@ -125,7 +129,7 @@ def _datasets(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, int]:
     """Train, validation and test sets and the number of classes."""
     if config.data == "digits":
         def canvas(split: str, length: int) -> DigitCanvas:
-            return DigitCanvas(split, length=length, size=config.size, seed=config.seed)
+            return DigitCanvas(split, length=length, size=config.size, seed=config.seed, cache=True)
 
         parts = canvas("train", config.train_length), canvas("val", config.eval_length), \
             canvas("test", config.eval_length)
@@ -224,7 +228,7 @@ def train(config: TrainConfig) -> RunResult:
     model = _build(config, classes)
     objective = _objective(config, model, classes).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
-    result = RunResult(config=asdict(config))
+    result = RunResult(config=asdict(config), taps=list(getattr(objective, "taps", ())))
     start_epoch = 0
     state_path = out / "state.pt"
     if config.resume:
@@ -246,7 +250,7 @@ def train(config: TrainConfig) -> RunResult:
         record = _train_epoch(runner, optimizer, train_set, config, epoch, device, rank)
         record["val"] = evaluate(objective.model, val_set, classes, config, device)
         result.history.append(record)
-        if rank == 0:
+        if rank == 0 and config.write_artefacts:
             out.mkdir(parents=True, exist_ok=True)
             torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": torch.get_rng_state(), "epoch": epoch, "history": result.history,
@@ -254,7 +258,7 @@ def train(config: TrainConfig) -> RunResult:
             torch.save(objective.model.state_dict(), out / "model.pt")
     result.seconds = time.perf_counter() - began
     result.test = evaluate(objective.model, test_set, classes, config, device)
-    if rank == 0:
+    if rank == 0 and config.write_artefacts:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
         from .figures import plot_curves
@@ -296,7 +300,7 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     else:
         loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                            generator=generator, drop_last=True)
+                            generator=generator, drop_last=True, pin_memory=device.type == "cuda")
     steps = len(loader) if config.limit_steps is None else min(len(loader), config.limit_steps)
     torch.manual_seed(config.seed * 1000 + epoch)  # dropout and other in-model randomness
     objective = runner.module if isinstance(runner, nn.parallel.DistributedDataParallel) else runner
@@ -312,7 +316,7 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
             objective.set_progress(done)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * schedule_factor(config.lr_schedule, done)
-        output = runner(images.to(device), labels.to(device))
+        output = runner(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         terms = output.terms  # the step's one host read; raises before a non-finite update

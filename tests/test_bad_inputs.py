@@ -73,7 +73,8 @@ def segmenter() -> TinySegmenter:
 
 
 def scheme_for(model: nn.Module, **options) -> imachsr.IMacHSR:
-    return imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), taps=["stem", "down"], **options)
+    options = {"taps": ["stem", "down"], "schedule": "constant", **options}
+    return imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), **options)
 
 
 def batch(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,168 +1,169 @@
-"""The paper's comparison and ablations on DigitCanvas, 3 seeds each, as markdown tables.
+"""Paired-seed experiments: iMacHSR arms against output-only training, many runs at once.
 
-Every run is one ``python -m imachsr.train`` subprocess on one CPU thread with the same budget
-(canvas size, canvases, epochs); runs that share a configuration (the default iMacHSR set-up is
-in every ablation) run once. Finished runs are kept under ``--out`` and skipped when the command
-is repeated, so an interrupted sweep resumes. Usage::
+Each run is ``imachsr.train.train`` in a worker process (one GPU shared by all workers, or one
+CPU thread each). Seed ``s`` fixes the weights, the canvases and the data order, so every arm of
+a seed sees the same model and data: the comparison is paired. Every finished run is appended at
+once to ``<records>/<regime>.jsonl`` (see ``report.py`` for the keys); a repeated command skips
+the (regime, arm, seed) runs already recorded, so an interrupted sweep resumes. Runs are issued
+seed by seed, so whatever finishes forms complete pairs first; ``--deadline`` stops issuing runs
+that would not finish in time (judged from the runs finished so far). Usage::
 
-    python benchmarks/experiments/run_experiments.py [--experiments compare,taps,spacing,position,resolution]
-        [--seeds 0,1,2] [--workers 2] [--epochs 8] [--size 64] [--out runs/experiments]
+    python benchmarks/experiments/run_experiments.py --regimes digits96,digits96-lowdata \\
+        --arms all [--later-arms ARM,...] --seeds 0-7 --workers 14 [--deadline 420]
+        [--records docs/results] [--smoke]
 
-Validation mIoU is the number to choose defaults by; test mIoU is reported beside it. A
-difference "exceeds the seed noise" when it is larger than twice the standard error of the
-difference of the two means.
+then ``python benchmarks/experiments/report.py`` writes ``docs/results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
+import multiprocessing
 import os
-import statistics
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict
 from pathlib import Path
 
-DLV3 = "smp:DeepLabV3Plus:resnet18"
-SEGFORMER = "smp:Segformer:mit_b0"
-METHODS = [("output-only", {"plain": True}), ("iMacHSR joint MI", {"mi": "joint"}),
-           ("iMacHSR variational MI", {"mi": "variational"}),
-           ("deep supervision (CE per tap)", {"mi": "ce"})]
-EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
-    "compare": [(f"{model.split(':', 1)[1]} / {label}", {"model": model, **overrides})
-                for model in (DLV3, SEGFORMER) for label, overrides in METHODS],
-    "taps": [("output-only", {"plain": True})] + [(f"K = {k}", {"k": k}) for k in range(1, 6)],
-    "spacing": [(f"spacing {s}", {"spacing": s}) for s in (1, 2, 3, 8, 12)],
-    "position": [(p, {"position": p}) for p in ("input", "central", "output")],
-    "resolution": [(f"MI at the {r} size", {"resolution": r}) for r in ("label", "feature")],
+# The regimes: the DigitCanvas protocol at two data sizes, the same number of optimiser steps,
+# the learning rate decayed to 0 (cosine) so that every run ends on its plateau.
+REGIMES: dict[str, dict] = {
+    "digits96": {"size": 96, "train_length": 1024, "eval_length": 256, "epochs": 10,
+                 "batch_size": 16, "lr": 1e-3, "lr_schedule": "cosine"},
+    "digits96-lowdata": {"size": 96, "train_length": 256, "eval_length": 256, "epochs": 40,
+                         "batch_size": 16, "lr": 1e-3, "lr_schedule": "cosine"},
+}
+MODEL = "smp:DeepLabV3Plus:resnet18"
+
+# The arms: (options of TrainConfig, description). Every scheme option is spelled out, so an arm
+# means the same run whatever the library's defaults are; the arm whose options equal the
+# defaults is marked ``default`` in its records.
+PAPER = {"method": "imachsr", "k": 3, "spacing": 2, "resolution": "feature", "alpha": 0.4,
+         "beta": 0.01, "normalize_weights": False}
+ARMS: dict[str, tuple[dict, str]] = {
+    "output-only": ({"method": "plain"}, "output cross-entropy only."),
+    "shipped-0.1": (
+        {**PAPER, "mi": "joint", "position": "input", "adapter": "linear", "schedule": "constant"},
+        "the defaults as shipped in 0.1: joint MI, 3 taps at position `input`, 1x1 adapters, "
+        "alpha 0.4 and beta 0.01 held constant."),
+    "joint-spread-head-decay": (
+        {**PAPER, "mi": "joint", "position": "uniform", "adapter": "head", "schedule": "linear"},
+        "joint MI; 3 taps spread over the network (`position='uniform'`); a 3x3 conv-BN-ReLU "
+        "head before each adapter's 1x1; alpha 0.4 and beta 0.01 decayed linearly to 0."),
+    "ce-spread-head-decay": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "linear"},
+        "classic deep supervision (cross-entropy per tap) with the same taps, heads and decay."),
+    "ce-spread-linear-decay": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "linear", "schedule": "linear"},
+        "as `ce-spread-head-decay` with the paper's 1x1 adapters instead of heads."),
+    "ce-spread-head-constant": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "constant"},
+        "as `ce-spread-head-decay` with alpha and beta held constant."),
 }
 
 
-# The protocol's iMacHSR settings, spelled out so "K = 3" and "spacing 2" are the same run. The
-# runs compare taps with labels at the label size (imachsr's default when they were made).
-SCHEME_DEFAULTS = {"mi": "joint", "k": 3, "spacing": 2, "position": "input", "resolution": "label"}
+def is_default(options: dict) -> bool:
+    """Whether an iMacHSR arm's options are the library's defaults."""
+    from imachsr.train import TrainConfig
+
+    defaults = TrainConfig()
+    return options["method"] == "imachsr" and all(
+        getattr(defaults, key) == value for key, value in options.items())
 
 
-def normalised(arguments: dict) -> dict:
-    return arguments if arguments.get("plain") else {**SCHEME_DEFAULTS, **arguments}
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"`` or ``"0,2,5"`` -> a list of seeds."""
+    if "-" in text:
+        low, high = text.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(s) for s in text.split(",")]
 
 
-def run_id(arguments: dict) -> str:
-    """A run's folder name. ``--resolution label`` is left out: the option came after the first
-    runs, which used label resolution without naming it."""
-    named = {k: v for k, v in arguments.items() if (k, v) != ("resolution", "label")}
-    return hashlib.sha1(json.dumps(named, sort_keys=True).encode()).hexdigest()[:12]
+def run_one(regime: str, arm: str, seed: int, overrides: dict) -> dict:
+    """Train one run in this (worker) process; return its record."""
+    import sys
+
+    sys.stderr = open(os.devnull, "w")  # many workers' progress bars would interleave
+    import torch
+
+    from imachsr.train import TrainConfig, train
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    options, description = ARMS[arm]
+    config = TrainConfig(model=MODEL, data="digits", seed=seed, write_artefacts=False,
+                         out=os.devnull, **{**REGIMES[regime], **options, **overrides})
+    started = time.perf_counter()
+    result = train(config)
+    return {
+        "regime": regime, "arm": arm, "seed": seed,
+        "default": is_default(options), "baseline": options["method"] == "plain",
+        "test": result.test, "val": [epoch["val"]["mIoU"] for epoch in result.history],
+        "taps": result.taps, "description": description, "config": asdict(config),
+        "seconds": round(time.perf_counter() - started, 1),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
 
 
-def command_line(arguments: dict) -> list[str]:
-    words = [sys.executable, "-m", "imachsr.train"]
-    for key, value in sorted(arguments.items()):
-        flag = "--" + key.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
-    return words
-
-
-def run_one(arguments: dict, out: Path, launch: bool = True) -> dict | None:
-    """The run's metrics.json, or None when it failed (the log's last line is printed) or, with
-    ``launch`` off, has not run yet."""
-    folder = out / run_id(arguments)
-    metrics = folder / "metrics.json"
-    if not metrics.is_file():
-        if not launch:
-            return None
-        command = command_line({**arguments, "out": str(folder)})
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "log.txt", "w") as log:
-            log.write(" ".join(command) + "\n")
-            log.flush()
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                  env=environment).returncode
-        if code:
-            last = (folder / "log.txt").read_text().strip().splitlines()[-1]
-            print(f"FAILED ({code}) {' '.join(command[2:])}\n  {last}", flush=True)
-            return None
-    print(f"{time.strftime('%H:%M:%S')} done {folder.name}", flush=True)
-    return json.loads(metrics.read_text())
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def exceeds_noise(a: list[float], b: list[float]) -> bool:
-    (mean_a, sd_a), (mean_b, sd_b) = mean_std(a), mean_std(b)
-    error = math.sqrt(sd_a ** 2 / len(a) + sd_b ** 2 / len(b))
-    return abs(mean_a - mean_b) > 2 * error
-
-
-def pm(fractions: list[float]) -> str:
-    """Mean ± standard deviation of fractions, as percentages."""
-    mean, sd = mean_std([v * 100 for v in fractions])
-    return f"{mean:.2f} ± {sd:.2f}"
-
-
-def table(name: str, rows: list[tuple[str, list[dict]]]) -> str:
-    """One markdown table: mean +- std over seeds; the change is against the table's first row
-    (of the same model, for the comparison)."""
-    lines = [f"### {name}", "",
-             "| set-up | val mIoU | test mIoU | test mF1 | test mPre | test mRec | "
-             "test mIoU vs first row | beyond noise? | s / run |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    references: dict[str, list[float]] = {}
-    for label, runs in rows:
-        results = [r for r in runs if r is not None]
-        if not results:
-            lines.append(f"| {label} | not run | | | | | | | |")
-            continue
-        label = label if len(results) == len(runs) else f"{label} ({len(results)} seeds)"
-        test = {key: [r["test"][key] for r in results] for key in ("mIoU", "mF1", "mPre", "mRec")}
-        val = [r["history"][-1]["val"]["mIoU"] for r in results]
-        group = label.split(" / ")[0] if " / " in label else ""
-        reference = references.setdefault(group, test["mIoU"])
-        change = (statistics.fmean(test["mIoU"]) - statistics.fmean(reference)) * 100
-        noise = "—" if reference is test["mIoU"] else (
-            "yes" if exceeds_noise(test["mIoU"], reference) else "no")
-        seconds = statistics.fmean(r["seconds"] for r in results)
-        lines.append(f"| {label} | {pm(val)} | {pm(test['mIoU'])} | {pm(test['mF1'])} | "
-                     f"{pm(test['mPre'])} | {pm(test['mRec'])} | {change:+.2f} | {noise} | "
-                     f"{seconds:.0f} |")
-    return "\n".join(lines)
+def recorded(records: Path, regime: str) -> set[tuple[str, int]]:
+    path = records / f"{regime}.jsonl"
+    if not path.is_file():
+        return set()
+    return {(r["arm"], r["seed"]) for r in map(json.loads, path.read_text().splitlines()) if r}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--arms", default="all", help="comma-separated arm names, or all")
+    parser.add_argument("--later-arms", default="",
+                        help="arms whose runs are issued only after every run of --arms")
+    parser.add_argument("--seeds", default="0-7")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--train-length", type=int, default=512)
-    parser.add_argument("--eval-length", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=Path("runs/experiments"))
-    parser.add_argument("--report-only", action="store_true",
-                        help="print the tables from the runs finished so far; launch nothing")
+    parser.add_argument("--deadline", type=float, help="seconds after which no run is started "
+                        "that would not finish in time")
+    parser.add_argument("--records", type=Path, default=Path("docs/results"))
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny runs (32x32, 16 canvases, 2 epochs) to test the pipeline")
     options = parser.parse_args()
-    budget = {"epochs": options.epochs, "size": options.size, "data": "digits",
-              "train_length": options.train_length, "eval_length": options.eval_length}
-    seeds = [int(s) for s in options.seeds.split(",")]
-    plan = {name: [(label, [normalised({"model": DLV3, **budget, **overrides, "seed": seed})
-                            for seed in seeds]) for label, overrides in EXPERIMENTS[name]]
-            for name in options.experiments.split(",")}
-    unique = {run_id(a): a for rows in plan.values() for _, runs in rows for a in runs}
-    print(f"{len(unique)} distinct runs, {options.workers} at a time", flush=True)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(options.workers) as pool:
-        results = dict(zip(unique, pool.map(
-            lambda a: run_one(a, options.out, launch=not options.report_only), unique.values())))
-    print(f"done in {(time.perf_counter() - start) / 60:.1f} min\n")
-    for name, rows in plan.items():
-        print(table(name, [(label, [results[run_id(a)] for a in runs]) for label, runs in rows]))
-        print()
+    arms = list(ARMS) if options.arms == "all" else options.arms.split(",")
+    overrides = {"size": 32, "train_length": 16, "eval_length": 8, "epochs": 2,
+                 "batch_size": 4} if options.smoke else {}
+    options.records.mkdir(parents=True, exist_ok=True)
+    jobs = [(regime, arm, seed) for group in (arms, [a for a in options.later_arms.split(",") if a])
+            for seed in parse_seeds(options.seeds) for regime in options.regimes.split(",")
+            for arm in group if (arm, seed) not in recorded(options.records, regime)]
+    print(f"{len(jobs)} runs to do, {options.workers} at a time", flush=True)
+    started, durations = time.perf_counter(), []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        running: dict[Future, tuple] = {}
+        while jobs or running:
+            while jobs and len(running) < options.workers:
+                elapsed = time.perf_counter() - started
+                expected = max(durations) if durations else 0.0
+                if options.deadline is not None and elapsed + expected > options.deadline:
+                    print(f"deadline: {len(jobs)} runs not started", flush=True)
+                    jobs = []
+                    break
+                job = jobs.pop(0)
+                running[pool.submit(run_one, *job, overrides)] = job
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                regime, arm, seed = running.pop(future)
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001 - one failed run must not end the sweep
+                    print(f"FAILED {regime} {arm} seed {seed}: {error!r}", flush=True)
+                    continue
+                durations.append(record["seconds"])
+                with open(options.records / f"{regime}.jsonl", "a") as file:
+                    file.write(json.dumps(record) + "\n")
+                print(f"{time.perf_counter() - started:6.0f}s {regime} {arm} seed {seed}: test mIoU "
+                      f"{record['test']['mIoU'] * 100:.2f} ({record['seconds']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

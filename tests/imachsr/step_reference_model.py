@@ -47,7 +47,9 @@ def reference_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def reference_scheme(**options) -> imachsr.IMacHSR:
     torch.manual_seed(0)
     model = Segmenter()
+    # The options of commit 6546166's defaults, named: the defaults have changed since.
     settings = {"taps": ["stem", "stage1", "stage2"], "alpha": [0.4, 0.3, 0.2],
-                "beta": [0.01, 0.02, 0.03], **options}
+                "beta": [0.01, 0.02, 0.03], "mi": "joint", "adapter": "linear",
+                "schedule": "constant", **options}
     scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=(3, 3, 24, 24), **settings)
     return scheme

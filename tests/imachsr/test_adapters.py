@@ -62,3 +62,34 @@ def test_build_adapters_refuses_what_cannot_meet_dense_labels():
     with pytest.raises(ValueError, match="is a vector"):
         build_adapters(arch, ["flatten"], 3)
     assert build_adapters(arch, ["flatten"], 3, pool=True)["flatten"](torch.randn(2, 512)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("layout, shape, expected", [
+    ("NCHW", (2, 8, 5, 6), (2, 3, 5, 6)),
+    ("NHWC", (2, 5, 6, 8), (2, 3, 5, 6)),
+    ("NCL", (2, 8, 7), (2, 3, 7)),
+    ("NCDHW", (2, 8, 2, 3, 4), (2, 3, 2, 3, 4)),
+])
+def test_head_adapters_give_the_same_logits_shape_through_a_hidden_layer(layout, shape, expected):
+    adapter = DimensionAdapter(layout, 8, 3, capacity="head")
+    assert adapter(torch.randn(shape)).shape == expected
+    kinds = [type(m).__name__ for m in adapter.project]
+    if layout.startswith("NC"):  # mmsegmentation's FCN head: 3x3 conv, BN, ReLU, then 1x1
+        assert kinds[1:3] == [f"BatchNorm{len(shape) - 2}d", "ReLU"]
+        assert adapter.project[0].kernel_size == (3,) * (len(shape) - 2)
+        assert adapter.project[-1].kernel_size == (1,) * (len(shape) - 2)
+    else:
+        assert kinds == ["Linear", "LayerNorm", "GELU", "Linear"]
+    assert torch.equal(adapter.project[-1].bias, torch.zeros(3))
+
+
+def test_head_width_is_the_taps_channels_capped_at_256():
+    assert DimensionAdapter("NCHW", 64, 3, capacity="head").project[0].out_channels == 64
+    assert DimensionAdapter("NCHW", 1024, 3, capacity="head").project[0].out_channels == 256
+    pooled = DimensionAdapter("NCHW", 16, 3, pool=True, capacity="head")
+    assert pooled(torch.randn(2, 16, 4, 4)).shape == (2, 3)
+
+
+def test_an_unknown_capacity_is_refused():
+    with pytest.raises(ValueError, match="capacity must be one of linear, head"):
+        DimensionAdapter("NCHW", 8, 3, capacity="mlp")

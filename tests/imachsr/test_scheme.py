@@ -35,8 +35,11 @@ def batch(classes: int = 3, size: int = 16):
 
 
 def scheme_for(model=None, **options):
+    """The paper's configuration (joint MI, 1x1 adapters, constant weights) unless overridden:
+    the hand computations below follow the paper's equations."""
     model = model or TinySegmenter()
-    options.setdefault("taps", ["stem", "down"])
+    options = {"taps": ["stem", "down"], "mi": "joint", "adapter": "linear",
+               "schedule": "constant", **options}
     return imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16), **options)
 
 

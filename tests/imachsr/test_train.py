@@ -34,9 +34,13 @@ def test_compare_trains_both_and_writes_every_artefact(tmp_path, capsys):
 
 
 def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
-    common = [*TINY, "--epochs", "2", "--limit-steps", "2"]
+    # A run stopped after epoch 1 is simulated by --epochs 1; decaying schedules follow --epochs,
+    # so this simulation needs constant ones (a real interruption keeps --epochs and its schedule).
+    constant = ["--schedule", "constant", "--lr-schedule", "constant"]
+    common = [*TINY, *constant, "--epochs", "2", "--limit-steps", "2"]
     assert main([*common, "--out", str(tmp_path / "straight")]) == 0
-    assert main([*TINY, "--epochs", "1", "--limit-steps", "2", "--out", str(tmp_path / "split")]) == 0
+    assert main([*TINY, *constant, "--epochs", "1", "--limit-steps", "2",
+                 "--out", str(tmp_path / "split")]) == 0
     assert main([*common, "--resume", "--out", str(tmp_path / "split")]) == 0
     straight = torch.load(tmp_path / "straight" / "model.pt")
     resumed = torch.load(tmp_path / "split" / "model.pt")

@@ -1,0 +1,208 @@
+"""``docs/results.md`` from the raw records in ``docs/results/*.jsonl``: per regime, each arm's
+mean test and final validation mIoU, and its paired difference to output-only with a 95%
+confidence interval (paired t over the seeds both arms finished), plus a learning-curve figure.
+
+Anyone can recompute every table::
+
+    python benchmarks/experiments/report.py [--records docs/results] [--out docs/results.md]
+
+A record is one finished run, one JSON object a line: ``regime``, ``arm``, ``seed``, ``default``
+(the shipped default configuration), ``baseline`` (output-only), ``test`` (metrics, ``mIoU`` as a
+fraction), ``val`` (validation mIoU per epoch), and what the run was (``config``, ``taps``,
+``seconds``, ``device``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Two-sided 95% critical values of Student's t for 1..30 degrees of freedom, then 40, 60, 120.
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+        2.056, 2.052, 2.048, 2.045, 2.042]
+_T95_LARGE = [(40, 2.021), (60, 2.000), (120, 1.980)]
+
+
+def t_critical_95(degrees: int) -> float:
+    """The two-sided 95% critical value of Student's t (exact to 3 decimals up to 30 degrees of
+    freedom, interpolated in 1/df beyond, 1.960 in the limit).
+
+    >>> t_critical_95(7)
+    2.365
+    """
+    if degrees < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom; got {degrees}.")
+    if degrees <= len(_T95):
+        return _T95[degrees - 1]
+    points = [(len(_T95), _T95[-1]), *_T95_LARGE, (math.inf, 1.960)]
+    for (low_df, low_t), (high_df, high_t) in zip(points, points[1:]):
+        if degrees <= high_df:
+            share = (1 / low_df - 1 / degrees) / (1 / low_df - 1 / high_df)
+            return round(low_t + share * (high_t - low_t), 3)
+    return 1.960
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``mean`` of the per-seed differences (arm minus baseline), their sample ``sd``, the 95%
+    interval ``low``..``high`` (paired t, ``n - 1`` degrees of freedom) and the seed count."""
+
+    mean: float
+    sd: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def verdict(self) -> str:
+        """"better" or "worse" when the interval excludes 0, else "within noise"."""
+        if self.low > 0:
+            return "better"
+        if self.high < 0:
+            return "worse"
+        return "within noise"
+
+
+def paired_difference(arm: Sequence[float], baseline: Sequence[float]) -> PairedDifference:
+    """The paired difference ``arm[i] - baseline[i]`` over seeds, with a 95% t interval.
+
+    >>> d = paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
+    >>> d.mean, d.sd, round(d.low, 3), round(d.high, 3)
+    (2.0, 1.0, -0.484, 4.484)
+    """
+    if len(arm) != len(baseline):
+        raise ValueError(f"paired samples differ in length: {len(arm)} and {len(baseline)}.")
+    if len(arm) < 2:
+        raise ValueError("a paired interval needs at least 2 seeds.")
+    differences = [a - b for a, b in zip(arm, baseline)]
+    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
+    half = t_critical_95(len(differences) - 1) * sd / math.sqrt(len(differences))
+    return PairedDifference(mean, sd, mean - half, mean + half, len(differences))
+
+
+def load_records(folder: Path) -> dict[str, list[dict]]:
+    """Records per regime, from every ``<regime>.jsonl`` in ``folder``; a later record of the same
+    (arm, seed) replaces an earlier one."""
+    regimes: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        latest: dict[tuple[str, int], dict] = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                latest[(record["arm"], record["seed"])] = record
+        regimes[path.stem] = list(latest.values())
+    return regimes
+
+
+def regime_table(records: list[dict]) -> list[str]:
+    """Markdown rows: arm, seeds, mean test mIoU, mean last validation mIoU, and the paired test
+    and validation differences to output-only in mIoU points."""
+    baseline = {r["seed"]: r for r in records if r["baseline"]}
+    arms: dict[str, list[dict]] = {}
+    for record in records:
+        arms.setdefault(record["arm"], []).append(record)
+    lines = ["| arm | seeds | test mIoU | val mIoU (last) | test vs output-only (95% CI) | "
+             "verdict | val vs output-only (95% CI) |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, runs in arms.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        test = [r["test"]["mIoU"] * 100 for r in runs]
+        val = [r["val"][-1] * 100 for r in runs]
+        name = arm + (" **(default)**" if runs[0]["default"] else "")
+        cells = [name, str(len(runs)), f"{statistics.fmean(test):.2f}", f"{statistics.fmean(val):.2f}"]
+        paired = [r for r in runs if r["seed"] in baseline]
+        if runs[0]["baseline"] or len(paired) < 2:
+            cells += ["—", "—", "—"]
+        else:
+            on_test = paired_difference([r["test"]["mIoU"] * 100 for r in paired],
+                                        [baseline[r["seed"]]["test"]["mIoU"] * 100 for r in paired])
+            on_val = paired_difference([r["val"][-1] * 100 for r in paired],
+                                       [baseline[r["seed"]]["val"][-1] * 100 for r in paired])
+            cells += [_interval(on_test), on_test.verdict, _interval(on_val)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _interval(difference: PairedDifference) -> str:
+    return f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] (n={difference.n})"
+
+
+def plot_learning_curves(regime: str, records: list[dict], out: Path) -> None:
+    """Mean validation mIoU per epoch for each arm, with the seeds' spread as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.8))
+    arms: dict[str, list[list[float]]] = {}
+    for record in records:
+        arms.setdefault(record["arm"], []).append(record["val"])
+    for arm, curves in arms.items():
+        epochs = min(len(c) for c in curves)
+        mean = [statistics.fmean(c[e] for c in curves) * 100 for e in range(epochs)]
+        low = [min(c[e] for c in curves) * 100 for e in range(epochs)]
+        high = [max(c[e] for c in curves) * 100 for e in range(epochs)]
+        x = range(1, epochs + 1)
+        axis.plot(x, mean, label=f"{arm} ({len(curves)} seeds)")
+        axis.fill_between(x, low, high, alpha=0.15)
+    axis.set(xlabel="epoch", ylabel="validation mIoU (%)", title=f"{regime}: validation mIoU")
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "") -> str:
+    """The whole results page: the preamble, then one section per regime."""
+    lines = ["# iMacHSR against output-only training: the evidence", "",
+             "Generated by `python benchmarks/experiments/report.py` from the raw records in "
+             "`docs/results/*.jsonl`; do not edit by hand.", ""]
+    if preamble:
+        lines += [preamble.strip(), ""]
+    for regime, records in regimes.items():
+        first = records[0]
+        config = first.get("config", {})
+        lines += [f"## Regime `{regime}`", ""]
+        if config:
+            lines.append(
+                f"{config.get('model')}, DigitCanvas {config.get('size')}x{config.get('size')}, "
+                f"{config.get('train_length')} training canvases, {config.get('epochs')} epochs at "
+                f"batch {config.get('batch_size')}, Adam lr {config.get('lr')} "
+                f"({config.get('lr_schedule')} schedule); device: {first.get('device', '?')}.")
+            lines.append("")
+        lines += regime_table(records)
+        arms_seen: dict[str, dict] = {}
+        for record in records:
+            arms_seen.setdefault(record["arm"], record)
+        lines += ["", "Arms (the options that differ from output-only):", ""]
+        for arm, record in arms_seen.items():
+            lines.append(f"- `{arm}`: {record.get('description', '')}"
+                         + (f" Taps: {', '.join(f'`{t}`' for t in record['taps'])}." if record.get("taps") else ""))
+        figure = figures / f"{regime}.png"
+        plot_learning_curves(regime, records, figure)
+        lines += ["", f"![validation mIoU per epoch, {regime}]({figure.relative_to(figures.parent).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=Path, default=Path("docs/results"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--preamble", type=Path, default=Path("docs/results/README.md"),
+                        help="markdown placed before the tables (the protocol and its reading)")
+    options = parser.parse_args()
+    preamble = options.preamble.read_text() if options.preamble.is_file() else ""
+    options.out.write_text(render(load_records(options.records), options.records, preamble))
+    print(f"wrote {options.out}")
+
+
+if __name__ == "__main__":
+    main()
