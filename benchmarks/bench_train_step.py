@@ -5,10 +5,14 @@ one read of the logged terms, optimizer step. Configurations, each in its own su
 its peak memory is its own:
 
 - ``plain``: output cross-entropy only (``imachsr.train.PlainObjective``);
-- ``imachsr-K`` for K = 1..5 taps (tapfinder's auto selection, the library's defaults);
-- ``ce-3``: classic deep supervision through the scheme (``mi="ce"``, 3 taps);
-- ``hooks-3``: classic deep supervision written by hand with forward hooks on the same 3 taps'
-  modules (1x1 conv heads, the same cross-entropy on each): what users do without the library.
+- ``imachsr-K`` for K = 1..5 taps: the library's defaults (auto taps spread over the network,
+  a 3x3 conv-BN-ReLU head and a 1x1 per tap, cross-entropy per tap, negative entropy);
+- ``ce-linear-3``: the same with the paper's 1x1 adapters: classic deep supervision, whose cost
+  is the scheme's machinery more than its arithmetic;
+- ``paper-3``: the 0.1 defaults (joint MI, 1x1 adapters, taps at position ``input``);
+- ``hooks-3``: classic deep supervision written by hand with forward hooks on tapfinder's 3
+  taps at position ``input`` (1x1 conv heads, the same cross-entropy on each): what users do
+  without the library.
 
 For each it reports:
 
@@ -17,8 +21,9 @@ For each it reports:
   before the step; on the CPU the process's peak RSS minus its RSS before the steps, with glibc
   told to serve every allocation of 64 KiB or more by ``mmap`` so freed tensors leave the RSS at
   once and the peak tracks live tensors;
-- operations dispatched per step (every ``aten::`` event of ``torch.profiler``, nested ones
-  included) and host synchronisations per step: profiler events that read a value back to the
+- operations dispatched per forward and backward pass (the optimizer step excluded: every
+  ``aten::`` event of ``torch.profiler``, nested ones included) and host synchronisations in
+  them: profiler events that read a value back to the
   host (``aten::_local_scalar_dense`` behind ``item()``/``bool()``/``int()``, ``aten::nonzero``
   behind boolean indexing, ``aten::equal``) plus calls of ``Tensor.tolist``, which the profiler
   does not see. On CUDA the synchronisations are also counted by
@@ -29,7 +34,8 @@ Usage::
     python benchmarks/bench_train_step.py [--device cpu|cuda] [--batch 4] [--height 256 --width 512]
         [--steps 5] [--configurations plain,imachsr-3] [--json out.json]
 
-Targets (GPU-efficiency issue): K=3 adds at most 600 operations and 1 synchronisation per step;
+Targets (GPU-efficiency issue): K=3 adds at most 600 operations and 1 synchronisation per
+forward and backward pass;
 K=3 step time at most 1.10x plain on the CPU (peak memory at most 1.15x); on a GPU at most 1.10x
 at 512x512 batch 8 and 1.25x at 96x96 batch 16; time growing linearly and gently with K.
 """
@@ -53,7 +59,11 @@ from torch import nn
 from torch.nn import functional as F
 
 CLASSES = 11
-CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "ce-3", "hooks-3"]
+CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "ce-linear-3", "paper-3",
+                  "hooks-3"]
+VARIANTS = {"imachsr": {}, "ce-linear": {"adapter": "linear"},
+            "paper": {"mi": "joint", "adapter": "linear", "position": "input",
+                      "schedule": "constant"}}
 SYNC_EVENTS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::equal")
 
 
@@ -107,8 +117,7 @@ def objective(name: str, shape: tuple[int, ...]) -> nn.Module:
     kind, k = name.rsplit("-", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return imachsr.IMacHSR(model, CLASSES, example_inputs=shape, k=int(k),
-                               mi="ce" if kind == "ce" else "joint")
+        return imachsr.IMacHSR(model, CLASSES, example_inputs=shape, k=int(k), **VARIANTS[kind])
 
 
 @contextlib.contextmanager
@@ -130,18 +139,25 @@ def counting_tolist() -> Iterator[list[int]]:
 
 def run_configuration(name: str, device: str, batch: int, height: int, width: int,
                       steps: int, warmup: int) -> dict:
+    import imachsr
+
     torch.manual_seed(0)
     shape = (batch, 3, height, width)
     x = torch.randn(shape, device=device)
     y = torch.randint(0, CLASSES, (batch, height, width), device=device)
     step_objective = objective(name, shape).to(device).train()
+    if isinstance(step_objective, imachsr.IMacHSR):
+        step_objective.set_progress(0.5)  # as a training loop does: mid-schedule weights
     optimizer = torch.optim.Adam(step_objective.parameters(), lr=1e-3)
 
-    def train_step() -> None:
+    def forward_backward() -> None:
         output = step_objective(x, y)
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         output.terms  # the loop's one read, as imachsr train does it
+
+    def train_step() -> None:
+        forward_backward()
         optimizer.step()
 
     synchronise: Callable[[], None] = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -149,7 +165,7 @@ def run_configuration(name: str, device: str, batch: int, height: int, width: in
         train_step()
     synchronise()
     result = {"name": name, "device": device}
-    result.update(count_operations(train_step, device))
+    result.update(count_operations(forward_backward, device))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         held = torch.cuda.memory_allocated()
@@ -169,12 +185,12 @@ def run_configuration(name: str, device: str, batch: int, height: int, width: in
     return result
 
 
-def count_operations(train_step: Callable[[], None], device: str) -> dict:
-    """Operations dispatched and host synchronisations in one step."""
+def count_operations(forward_backward: Callable[[], None], device: str) -> dict:
+    """Operations dispatched and host synchronisations in one forward and backward pass."""
     from torch.profiler import ProfilerActivity, profile
 
     with counting_tolist() as tolist_calls, profile(activities=[ProfilerActivity.CPU]) as trace:
-        train_step()
+        forward_backward()
     names = [event.name for event in trace.events()]
     counts = {
         "operations": sum(name.startswith("aten::") for name in names),
@@ -185,7 +201,7 @@ def count_operations(train_step: Callable[[], None], device: str) -> dict:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                train_step()
+                forward_backward()
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         counts["cuda_syncs"] = sum("synchroniz" in str(w.message) for w in caught)

@@ -233,7 +233,7 @@ class IMacHSR(nn.Module):
                 f"schedule={self.schedule!r} decays the taps' weights as training progresses, but "
                 "scheme.set_progress(fraction) has not been called, so they stay at full weight. "
                 "Call scheme.set_progress(step / total_steps) each step, or pass "
-                "schedule='constant'.", UserWarning, stacklevel=2)
+                "schedule='constant'.", UserWarning, stacklevel=4)
             self._progress_reported = True  # once
         output, features = self.tapped(*inputs)
         logits = model_logits(output)

@@ -8,6 +8,14 @@ from imachsr.adapters import DimensionAdapter, build_adapters, token_grid
 
 tv = pytest.importorskip("torchvision.models")
 
+# (layout, feature shape with 8 channels, logits shape for 3 classes)
+DENSE_SHAPES = [
+    ("NCHW", (2, 8, 5, 6), (2, 3, 5, 6)),
+    ("NHWC", (2, 5, 6, 8), (2, 3, 5, 6)),
+    ("NCL", (2, 8, 7), (2, 3, 7)),
+    ("NCDHW", (2, 8, 2, 3, 4), (2, 3, 2, 3, 4)),
+]
+
 
 def test_token_grid_finds_class_tokens_and_aspect_ratio():
     assert token_grid(197, (224, 224)) == (1, 14, 14)
@@ -16,12 +24,7 @@ def test_token_grid_finds_class_tokens_and_aspect_ratio():
     assert token_grid(7, (3, 5)) is None
 
 
-@pytest.mark.parametrize("layout, shape, expected", [
-    ("NCHW", (2, 8, 5, 6), (2, 3, 5, 6)),
-    ("NHWC", (2, 5, 6, 8), (2, 3, 5, 6)),
-    ("NCL", (2, 8, 7), (2, 3, 7)),
-    ("NCDHW", (2, 8, 2, 3, 4), (2, 3, 2, 3, 4)),
-])
+@pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
 def test_dense_adapters_give_per_position_logits(layout, shape, expected):
     adapter = DimensionAdapter(layout, 8, 3)
     assert adapter(torch.randn(shape)).shape == expected
@@ -64,12 +67,7 @@ def test_build_adapters_refuses_what_cannot_meet_dense_labels():
     assert build_adapters(arch, ["flatten"], 3, pool=True)["flatten"](torch.randn(2, 512)).shape == (2, 3)
 
 
-@pytest.mark.parametrize("layout, shape, expected", [
-    ("NCHW", (2, 8, 5, 6), (2, 3, 5, 6)),
-    ("NHWC", (2, 5, 6, 8), (2, 3, 5, 6)),
-    ("NCL", (2, 8, 7), (2, 3, 7)),
-    ("NCDHW", (2, 8, 2, 3, 4), (2, 3, 2, 3, 4)),
-])
+@pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
 def test_head_adapters_give_the_same_logits_shape_through_a_hidden_layer(layout, shape, expected):
     adapter = DimensionAdapter(layout, 8, 3, capacity="head")
     assert adapter(torch.randn(shape)).shape == expected

@@ -149,7 +149,8 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_classification_labels_pool_the_adapters():
-    scheme = imachsr.IMacHSR(SmallNet(), 10, example_inputs=(4, 3, 16, 16), taps=["stage1", "add"])
+    scheme = imachsr.IMacHSR(SmallNet(), 10, example_inputs=(4, 3, 16, 16), taps=["stage1", "add"],
+                             schedule="constant")
     x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 3, 3, 9])
     out = scheme(x, y)
     out.loss.backward()
