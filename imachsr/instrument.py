@@ -61,8 +61,11 @@ class TappedModel(nn.Module):
         object.__setattr__(self, "arch", arch)
         object.__setattr__(self, "_trace_options", trace_options or {})
         object.__setattr__(self, "_programs", {})
+        # The modules whose training flags select a compiled graph (listed once: walking the
+        # module tree on every call would cost more than reading the flags).
+        object.__setattr__(self, "_flag_modules", tuple(model.modules()))
         if arch is not None:
-            self._programs[_input_shapes(arch)] = _compile(arch, self.taps)
+            self._programs[self._program_key(_input_shapes(arch))] = _compile(arch, self.taps)
 
     @property
     def uses_hooks(self) -> bool:
@@ -76,27 +79,39 @@ class TappedModel(nn.Module):
         return output, OrderedDict((name, features[name]) for name in self.taps)
 
     def _program(self, inputs: tuple[Any, ...]) -> tuple[Any, nn.Module]:
-        """The compiled graph for these inputs. A graph with shape guards holds only for the
-        traced input shapes; other shapes are traced again (once each) so that the branches the
-        model takes at those shapes are the ones that run."""
-        if not self.arch.shape_guards:
-            return next(iter(self._programs.values()))
+        """The compiled graph for the model's current training flags and these inputs.
+
+        fx freezes what the code read while tracing: ``F.dropout(x, p, self.training)``,
+        stochastic depth and ``if self.training:`` branches keep the mode of the trace, and a
+        graph with shape guards holds only for the traced input shapes. So the model is traced
+        again (once for each combination) when its flags or, for a shape-specialised graph, the
+        input shapes differ from those of a compiled graph.
+        """
         shapes = tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in inputs)
-        if shapes not in self._programs:
-            self._programs[shapes] = self._retrace(inputs, shapes)
-        return self._programs[shapes]
+        key = self._program_key(shapes)
+        if key not in self._programs:
+            self._programs[key] = self._retrace(inputs, shapes)
+        return self._programs[key]
+
+    def _program_key(self, shapes: tuple) -> tuple:
+        flags = tuple(module.training for module in self._flag_modules)
+        return flags, shapes if self.arch.shape_guards else None
 
     def _retrace(self, inputs: tuple[Any, ...], shapes: tuple) -> tuple[Any, nn.Module]:
-        arch = tapfinder.trace(self.model, tuple(inputs), **self._trace_options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)  # told at the first trace
+            arch = tapfinder.trace(self.model, tuple(inputs), **self._trace_options)
         moved = [name for name in self.taps if name not in arch.graph
                  or arch[name]["scope"] != self.arch[name]["scope"]
                  or arch[name]["target"] != self.arch[name]["target"]]
         if moved:
-            guards = "; ".join(str(g) for g in self.arch.shape_guards)
+            guards = "; ".join(str(g) for g in self.arch.shape_guards) or "none"
             raise ValueError(
-                f"Inputs of shapes {shapes} take other shape-dependent branches than the traced "
-                f"{_input_shapes(self.arch)} ({guards}), and taps {moved} are not the same "
-                "operations there. Instrument again with example inputs of the new shape."
+                f"In its current mode (training={self.model.training}) and with inputs of shapes "
+                f"{shapes}, the model runs other code than when it was traced (input shapes "
+                f"{_input_shapes(self.arch)}; shape guards: {guards}), and taps {moved} are not "
+                "the same operations there. Instrument again in the mode and with example inputs "
+                "of the shape you will run."
             )
         return _compile(arch, self.taps)
 

@@ -223,3 +223,21 @@ def test_e16_resuming_from_another_models_checkpoint_is_refused_and_keeps_it(tmp
     assert train_main(other) == 2
     assert "written by a different run: --model 'smp:DeepLabV3Plus:resnet18'" in capsys.readouterr().err
     assert (out / "state.pt").read_bytes() == saved
+
+
+class DropoutSegmenter(TinySegmenter):
+    """Functional dropout in the root's own forward: fx records `training` as a constant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.dropout(x, 0.5, self.training))
+
+
+def test_e17_a_model_traced_in_one_mode_and_run_in_the_other_follows_its_mode():
+    model = DropoutSegmenter().train()
+    tapped = imachsr.instrument(model, ["stem"], (2, 3, 16, 16))
+    model.eval()
+    before = snapshot(model)
+    x = batch()[0]
+    with torch.no_grad():
+        assert torch.equal(tapped(x)[0], model(x))  # no dropout in eval mode
+    assert_same(before, snapshot(model))

@@ -2,7 +2,8 @@
 
 For each generated model: tracing never crashes, every tap the ranker picks is a tensor node
 whose reported shape is the shape the instrumented model returns, instrumentation gives
-bit-identical outputs, and the user's model is unchanged. A few examples run by default; the
+bit-identical outputs in both training modes whichever mode it was traced in, and the user's
+model is unchanged. A few examples run by default; the
 ``slow`` marker runs a few hundred (``pytest -m slow tests/test_generated_architectures.py``).
 """
 
@@ -16,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_state import assert_same, snapshot
 from torch import nn
+from torch.nn import functional as F
 
 import imachsr
 import tapfinder
 
 BLOCKS = ("conv", "strided", "maxpool", "avgpool", "residual", "concat", "branches",
-          "attention", "value_gate", "shape_branch", "shared")
+          "attention", "value_gate", "shape_branch", "shared", "mode")
 
 
 class ConvNormAct(nn.Sequential):
@@ -108,6 +110,19 @@ class ShapeBranch(nn.Module):
         return self.even(x) if x.shape[-1] % 2 == 0 else self.odd(x)
 
 
+class ModeDependent(nn.Module):
+    """Reads ``self.training`` in code fx traces through: functional dropout and a branch (as
+    stochastic depth does). fx freezes both at the traced mode."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.dropout(self.conv(x), 0.3, self.training)
+        return x + y if self.training else x + 0.5 * y
+
+
 class SharedTwice(nn.Module):
     """One block registered under two names and applied twice (weights shared, as in CoaT)."""
 
@@ -163,6 +178,8 @@ def architectures(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
             blocks.append(SharedTwice(ConvNormAct(width, width, 1, norm, act)))
         elif kind == "value_gate":
             blocks.append(ValueGate(width))
+        elif kind == "mode":
+            blocks.append(ModeDependent(width))
         else:
             blocks.append(ShapeBranch(width))
     torch.manual_seed(draw(st.integers(0, 2**16)))
@@ -183,13 +200,17 @@ def check_end_to_end(model: nn.Module, shape: tuple[int, ...]) -> None:
         return
     tapped = imachsr.instrument(model, taps, shape, arch=arch)
     x = torch.randn(shape)
-    model.eval()  # bit-identity needs deterministic layers: no dropout here, BN uses statistics
-    with torch.no_grad():
-        expected = model(x)
-        output, features = tapped(x)
-    assert torch.equal(output, expected)
-    for tap in taps:
-        assert tuple(features[tap.node].shape) == arch[tap.node]["shape"], tap.node
+    traced_mode = model.training
+    for mode in (traced_mode, not traced_mode):  # the traced mode, then the other one
+        model.train(mode)
+        with torch.no_grad():
+            torch.manual_seed(0)  # the same dropout masks in both
+            expected = model(x)
+            torch.manual_seed(0)
+            output, features = tapped(x)
+        assert torch.equal(output, expected), f"traced with training={traced_mode}, run with {mode}"
+        for tap in taps:
+            assert tuple(features[tap.node].shape) == arch[tap.node]["shape"], tap.node
 
 
 @settings(max_examples=12, deadline=None, derandomize=True,

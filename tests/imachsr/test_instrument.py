@@ -194,7 +194,7 @@ def test_shape_specialised_graphs_are_traced_again_for_new_shapes(width):
 
 def test_a_tap_inside_a_branch_the_new_shape_skips_is_refused():
     tapped = imachsr.instrument(ParityBranchNet().eval(), ["even"], (1, 3, 8, 8))
-    with pytest.raises(ValueError, match="Instrument again with example inputs of the new shape"):
+    with pytest.raises(ValueError, match="Instrument again in the mode and with example inputs of the shape"):
         tapped(torch.randn(1, 3, 8, 9))
 
 
@@ -225,3 +225,26 @@ def test_a_tap_later_overwritten_in_place_keeps_its_own_value(tap, reference):
         output, features = tapped(x)
         assert torch.equal(features[tapped.taps[0]], reference(model, x))
         assert torch.equal(output, model(x))
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda: tv.efficientnet_b0(), id="efficientnet_b0"),
+    pytest.param(lambda: tv.convnext_tiny(stochastic_depth_prob=0.5), id="convnext_tiny-sd0.5"),
+    pytest.param(lambda: tv.swin_t(), id="swin_t"),
+])
+@pytest.mark.parametrize("traced_in_training", [True, False])
+def test_outputs_are_bit_identical_in_both_modes_whichever_mode_was_traced(build, traced_in_training):
+    # Stochastic depth, functional dropout and `if self.training:` are frozen into an fx graph
+    # at the traced mode; the tapped model must follow the model's mode when it runs.
+    torch.manual_seed(0)
+    model = build().train(traced_in_training)
+    tapped = imachsr.instrument(model, ["features.1"], (2, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    for mode in (not traced_in_training, traced_in_training):
+        model.train(mode)
+        with torch.no_grad():
+            torch.manual_seed(1)
+            expected = model(x)
+            torch.manual_seed(1)
+            output, _ = tapped(x)
+        assert torch.equal(output, expected), f"run with training={mode}"

@@ -188,3 +188,24 @@ def test_torch_compile_of_the_instrumented_model(backend):
     expected, expected_features = scheme.tapped(x)
     assert torch.allclose(output, expected, atol=1e-5)
     assert list(features) == list(expected_features)
+
+
+class ModeDependentSegmenter(TinySegmenter):
+    """Functional dropout and a training-only branch in traced-through code."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = F.dropout(self.down(self.stem(x)), 0.5, self.training)
+        if self.training:
+            features = features * 2
+        return F.interpolate(self.head(features), size=x.shape[-2:], mode="bilinear")
+
+
+def test_a_scheme_built_in_eval_mode_trains_on_the_training_graph():
+    model = ModeDependentSegmenter().eval()
+    scheme = scheme_for(model)
+    x, y = batch()
+    scheme.train()
+    torch.manual_seed(3)
+    out = scheme(x, y)
+    torch.manual_seed(3)
+    assert torch.equal(out.logits, model(x))
