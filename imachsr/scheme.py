@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 import tapfinder
 from tapfinder import Tap
+from tapfinder.inputs import normalize_example_inputs
 
 from .adapters import CAPACITIES, build_adapters
 from .instrument import instrument
@@ -194,7 +195,8 @@ class IMacHSR(nn.Module):
         tapped = instrument(model, taps, example_inputs, arch=arch)
         object.__setattr__(self, "tapped", tapped)  # shares self.model: not registered twice
         self.taps: tuple[str, ...] = tapped.taps
-        self.num_inputs = len(arch.inputs)
+        # The model's inputs are the ones the example fed; optional forward arguments are not.
+        self.num_inputs = len(normalize_example_inputs(example_inputs))
         self.classification = len(arch[arch.outputs[0]]["shape"] or ()) == 2 and arch[
             arch.outputs[0]
         ]["value"] == "tensor"
@@ -224,6 +226,12 @@ class IMacHSR(nn.Module):
         """
         if target is None and len(inputs) == self.num_inputs + 1:
             *inputs, target = inputs
+        elif target is None and len(inputs) > self.num_inputs + 1:
+            raise ValueError(
+                f"Got {len(inputs)} positional arguments for a model built with "
+                f"{self.num_inputs} example input(s): which one holds the labels is ambiguous. "
+                "Pass the labels by keyword: scheme(*inputs, target=labels)."
+            )
         if target is None:
             return self.model(*inputs)
         self._check_devices(inputs, target)

@@ -241,3 +241,19 @@ def test_e17_a_model_traced_in_one_mode_and_run_in_the_other_follows_its_mode():
     with torch.no_grad():
         assert torch.equal(tapped(x)[0], model(x))  # no dropout in eval mode
     assert_same(before, snapshot(model))
+
+
+class OptionalArgumentSegmenter(TinySegmenter):
+    def forward(self, x: torch.Tensor, return_embedding: bool = True) -> torch.Tensor:
+        return super().forward(x)
+
+
+def test_e18_labels_that_could_be_a_model_argument_ask_for_target_by_keyword():
+    model = OptionalArgumentSegmenter()
+    scheme = scheme_for(model)
+    x, y = batch()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"ambiguous.*scheme\(\*inputs, target=labels\)"):
+        scheme(x, True, y)
+    assert_same(before, snapshot(model))
+    assert scheme(x, True, target=y).loss.requires_grad  # by keyword: the labels are unambiguous

@@ -209,3 +209,17 @@ def test_a_scheme_built_in_eval_mode_trains_on_the_training_graph():
     out = scheme(x, y)
     torch.manual_seed(3)
     assert torch.equal(out.logits, model(x))
+
+
+class OptionalArgumentSegmenter(TinySegmenter):
+    def forward(self, x: torch.Tensor, return_embedding: bool = True) -> torch.Tensor:
+        return super().forward(x)
+
+
+def test_labels_are_the_argument_after_the_example_inputs_not_an_optional_parameter():
+    scheme = scheme_for(OptionalArgumentSegmenter())
+    x, y = batch()
+    out = scheme(x, y)  # y must be the labels, not return_embedding
+    assert isinstance(out, imachsr.SchemeOutput) and math.isfinite(out.terms["loss"])
+    assert torch.equal(scheme(x), scheme.model(x))
+
