@@ -200,8 +200,9 @@ class IMacHSR(nn.Module):
         self.classification = len(arch[arch.outputs[0]]["shape"] or ()) == 2 and arch[
             arch.outputs[0]
         ]["value"] == "tensor"
-        self.adapters = build_adapters(arch, list(self.taps), num_classes, pool=self.classification,
-                                       capacity=adapter)
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+            self.adapters = build_adapters(arch, list(self.taps), num_classes,
+                                           pool=self.classification, capacity=adapter)
         self.layouts = {name: arch[name]["layout"] for name in self.taps}
         self.alpha = _per_tap(alpha, self.taps, "alpha")
         self.beta = _per_tap(beta, self.taps, "beta")

@@ -13,6 +13,7 @@ from torch import fx, nn
 from .errors import InvalidInputError
 from .graph import ArchGraph, build_arch_graph
 from .inputs import normalize_example_inputs
+from .preserve import preserved_state
 from .shapes import propagate_shapes
 from .tracer import trace_model
 
@@ -33,8 +34,9 @@ def trace(
     """Trace ``model`` with ``torch.fx`` and annotate every node with shapes and structure.
 
     Shapes come from fake tensors, so no convolution runs and models on the ``meta`` device work.
-    The model is not modified: its training flag, parameters, buffers, device, dtype and hooks
-    are the same afterwards (BatchNorm statistics included, in training mode too).
+    The model is not modified: its training flags, parameters, buffers (BatchNorm statistics and
+    counters included, in training mode too), attributes (caches a ``forward`` fills included),
+    device, dtype, hooks and the CPU random-number state are the same afterwards.
 
     Parameters
     ----------
@@ -81,11 +83,12 @@ def trace(
             "functions in an nn.Module whose forward calls them."
         )
     inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
-    traced = trace_model(
-        model, leaf_modules=leaf_modules, concrete_args=concrete_args, example_inputs=inputs
-    )
-    _check_input_count(model, traced.graph, inputs)
-    infos, shape_mode = propagate_shapes(traced, inputs)
+    with preserved_state(model):  # tracing runs the model's Python, which may change the model
+        traced = trace_model(
+            model, leaf_modules=leaf_modules, concrete_args=concrete_args, example_inputs=inputs
+        )
+        _check_input_count(model, traced.graph, inputs)
+        infos, shape_mode = propagate_shapes(traced, inputs)
     auto_leaves = traced.auto_leaves
     if auto_leaves:
         warnings.warn(

@@ -109,3 +109,34 @@ def test_training_mode_graph_includes_the_auxiliary_head():
     arch = tapfinder.trace(model, (2, 3, 299, 299))
     assert arch["output"]["value"] == "tuple"
     assert arch["output"]["shape"] == ((2, 1000), (2, 1000))
+
+
+timm = pytest.importorskip("timm")
+
+
+@pytest.mark.parametrize("name, training", [
+    ("levit_128s", False),  # eval mode fills attention_bias_cache in forward
+    ("efficientformer_l1", False),
+    ("mobilenetv3_small_100", True),  # BatchNormAct2d counts batches in Python
+])
+def test_analysis_leaves_caches_counters_and_rng_alone_and_can_be_repeated(name, training):
+    from model_state import assert_same, snapshot
+
+    import imachsr
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=5).train(training)
+    before = snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = tapfinder.trace(model, (2, 3, 224, 224))
+        taps = tapfinder.select_taps(arch, k=2)
+        assert_same(before, snapshot(model))
+        # A second analysis of the same model works, and so does training on it (#11).
+        scheme = imachsr.IMacHSR(model, 5, example_inputs=(2, 3, 224, 224), taps=taps,
+                                 schedule="constant")
+    assert_same(before, snapshot(model))
+    model.eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(scheme.tapped(x)[0], model(x))

@@ -1,0 +1,86 @@
+"""Put a model back exactly as it was after code that may have run parts of it.
+
+Tracing executes the model's Python: whatever its ``forward`` does to itself happens during a
+trace too. timm's LeViT and EfficientFormer store per-resolution attention biases in a dict in
+eval mode, so a trace leaves fx proxies there and every later trace fails; timm's
+``BatchNormAct2d`` increments ``num_batches_tracked`` in Python, so a train-mode trace bumped
+the user's counters. :func:`preserved_state` restores every module's attributes (containers by
+content, so references to them stay valid), every buffer's values and the CPU random-number
+state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["preserved_state"]
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Inside the block the model may change; afterwards it is as before: each module's
+    ``__dict__`` (attributes added, replaced or removed; dicts, lists and sets refilled in
+    place), each buffer's values and the CPU RNG state.
+
+    >>> model = nn.BatchNorm1d(2)
+    >>> with preserved_state(model):
+    ...     model.cache = {"size": 4}
+    ...     model.num_batches_tracked.add_(1)
+    tensor(1)
+    >>> hasattr(model, "cache"), int(model.num_batches_tracked)
+    (False, 0)
+    """
+    modules = [(module, dict(module.__dict__)) for module in _unique_modules(model)]
+    contents = {id(value): (value, _content(value)) for _, saved in modules
+                for value in saved.values() if _content(value) is not None}
+    buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()
+               if buffer.device.type != "meta"]
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            for module, saved in modules:
+                for key in [k for k in module.__dict__ if k not in saved]:
+                    del module.__dict__[key]
+                for key, value in saved.items():
+                    if module.__dict__.get(key, _MISSING) is not value:
+                        module.__dict__[key] = value
+            for container, content in contents.values():
+                _refill(container, content)
+            with torch.no_grad():
+                for buffer, values in buffers:
+                    if not torch.equal(buffer, values):
+                        buffer.copy_(values)
+
+
+_MISSING = object()
+
+
+def _unique_modules(model: nn.Module) -> list[nn.Module]:
+    return list({id(m): m for _, m in model.named_modules(remove_duplicate=False)}.values())
+
+
+def _content(value: Any) -> Any:
+    """A shallow copy of a mutable container's content, or ``None`` for anything else."""
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, (list, set)):
+        return list(value)
+    return None
+
+
+def _refill(container: Any, content: list) -> None:
+    """Put ``content`` back into ``container``, in place."""
+    if isinstance(container, dict):
+        container.clear()
+        container.update(content)
+    elif isinstance(container, list):
+        container[:] = content
+    else:
+        container.clear()
+        container.update(content)
