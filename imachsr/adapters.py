@@ -25,7 +25,7 @@ from torch import nn
 
 from tapfinder import ArchGraph
 
-__all__ = ["DimensionAdapter", "build_adapters", "token_grid", "CAPACITIES"]
+__all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES"]
 
 CAPACITIES = ("linear", "head")
 _MAX_HIDDEN = 256  # hidden width of a "head" adapter: the tap's channels, at most this
@@ -131,10 +131,18 @@ def build_adapters(
     image_size = next(
         (arch[name]["spatial"] for name in arch.inputs if arch[name]["spatial"]), None
     )
+    described = {name: (arch[name]["layout"], arch[name]["shape"]) for name in taps}
+    return adapters_for(described, num_classes, image_size, pool=pool, capacity=capacity)
+
+
+def adapters_for(
+    taps: dict[str, tuple[str | None, tuple[int, ...]]], num_classes: int,
+    image_size: tuple[int, ...] | None, *, pool: bool = False, capacity: str = "linear",
+) -> nn.ModuleDict:
+    """:func:`build_adapters` from each tap's ``(layout, shape)`` and the input's spatial size,
+    for taps known without a trace (forward hooks)."""
     adapters = nn.ModuleDict()
-    for name in taps:
-        attrs = arch[name]
-        layout, shape = attrs["layout"], attrs["shape"]
+    for name, (layout, shape) in taps.items():
         grid = None
         if layout is None and len(shape) == 2:
             if not pool:

@@ -21,12 +21,14 @@ from torch.nn import functional as F
 
 import tapfinder
 from tapfinder import Tap
+from tapfinder.errors import TraceFailure
 from tapfinder.inputs import normalize_example_inputs
 
-from .adapters import CAPACITIES, build_adapters
+from .adapters import CAPACITIES, adapters_for
 from .instrument import instrument
 from .losses import (ESTIMATORS, LabelStatistics, check_label_range, information_loss,
                      label_statistics, negative_entropy)
+from .probe import probe_hook_taps
 from .weighting import SCHEDULES, normalisation, schedule_factor
 
 __all__ = ["IMacHSR", "SchemeOutput", "model_logits"]
@@ -184,12 +186,10 @@ class IMacHSR(nn.Module):
             raise ValueError(f"resolution must be 'label' or 'feature'; got {resolution!r}.")
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
-            arch = tapfinder.trace(model, example_inputs)
-        if isinstance(taps, str):
-            if taps != "auto":
-                raise ValueError(f"taps must be 'auto' or a list of taps; got {taps!r}.")
+        if isinstance(taps, str) and taps != "auto":
+            raise ValueError(f"taps must be 'auto' or a list of taps; got {taps!r}.")
+        arch = _trace_unless_root_untraceable(model, example_inputs, automatic=taps == "auto")
+        if arch is not None and taps == "auto":
             taps = tapfinder.select_taps(arch, k=k, spacing=spacing, position=position)
         self.model = model
         tapped = instrument(model, taps, example_inputs, arch=arch)
@@ -197,13 +197,19 @@ class IMacHSR(nn.Module):
         self.taps: tuple[str, ...] = tapped.taps
         # The model's inputs are the ones the example fed; optional forward arguments are not.
         self.num_inputs = len(normalize_example_inputs(example_inputs))
-        self.classification = len(arch[arch.outputs[0]]["shape"] or ()) == 2 and arch[
-            arch.outputs[0]
-        ]["value"] == "tensor"
+        if arch is not None:
+            described = {name: (arch[name]["layout"], arch[name]["shape"]) for name in self.taps}
+            output = arch[arch.outputs[0]]
+            self.classification = output["value"] == "tensor" and len(output["shape"] or ()) == 2
+            image_size = next((arch[n]["spatial"] for n in arch.inputs if arch[n]["spatial"]), None)
+        else:
+            probed = probe_hook_taps(tapped, example_inputs)
+            described, image_size = probed.taps, probed.image_size
+            self.classification = model_logits(probed.output).dim() == 2
         with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
-            self.adapters = build_adapters(arch, list(self.taps), num_classes,
-                                           pool=self.classification, capacity=adapter)
-        self.layouts = {name: arch[name]["layout"] for name in self.taps}
+            self.adapters = adapters_for(described, num_classes, image_size,
+                                         pool=self.classification, capacity=adapter)
+        self.layouts = {name: layout for name, (layout, _) in described.items()}
         self.alpha = _per_tap(alpha, self.taps, "alpha")
         self.beta = _per_tap(beta, self.taps, "beta")
         self.num_classes = num_classes
@@ -335,6 +341,23 @@ class IMacHSR(nn.Module):
             labels_by_size[key] = label_statistics(
                 _resize_labels(target, key), self.num_classes, self.ignore_index)
         return labels_by_size[key]
+
+
+def _trace_unless_root_untraceable(model: nn.Module, example_inputs: Any,
+                                   automatic: bool) -> tapfinder.ArchGraph | None:
+    """The model's trace, or ``None`` where fx cannot trace its root and the taps are named
+    modules (they are then read with forward hooks, with a :class:`HookFallbackWarning`)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
+            return tapfinder.trace(model, example_inputs)
+    except TraceFailure as failure:
+        if automatic:
+            raise TraceFailure(
+                f"{failure}\nAutomatic tap selection needs a trace. Without one, name module "
+                "taps (taps=['encoder.layer1', ...]): they are read with forward hooks."
+            ) from failure
+        return None
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:

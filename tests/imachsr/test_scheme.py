@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import imachsr
+import tapfinder
 from imachsr.losses import mutual_information_loss, negative_entropy
 
 
@@ -223,3 +224,34 @@ def test_labels_are_the_argument_after_the_example_inputs_not_an_optional_parame
     assert isinstance(out, imachsr.SchemeOutput) and math.isfinite(out.terms["loss"])
     assert torch.equal(scheme(x), scheme.model(x))
 
+
+
+class RootBranchSegmenter(TinySegmenter):
+    """Value-dependent control flow in the root's own forward: fx cannot trace it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 10:
+            x = x / 2
+        return super().forward(x)
+
+
+def test_a_model_fx_cannot_trace_trains_with_module_taps_through_forward_hooks():
+    from model_state import assert_same, snapshot
+
+    model = RootBranchSegmenter().train()
+    before = snapshot(model)
+    with pytest.warns(imachsr.HookFallbackWarning, match="forward hooks"):
+        scheme = scheme_for(model, taps=["stem", "down"], mi="ce", adapter="head")
+    assert_same(before, snapshot(model))  # the shape probe left no trace either
+    assert scheme.taps == ("stem", "down") and scheme.tapped.uses_hooks
+    x, y = batch()
+    out = scheme(x, y)
+    out.loss.backward()
+    assert math.isfinite(out.terms["loss"]) and {"mi/stem", "mi/down"} <= out.terms.keys()
+    assert scheme.model.stem[0].weight.grad is not None
+    assert all(p.grad is not None for p in scheme.adapters.parameters())
+
+
+def test_automatic_taps_on_an_untraceable_model_say_how_to_name_module_taps():
+    with pytest.raises(tapfinder.TraceFailure, match=r"name module taps"):
+        scheme_for(RootBranchSegmenter(), taps="auto")
