@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
+from .guards import guard_violations
 from .rules._common import norm_kind
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "POSITIONS"]
@@ -65,8 +66,9 @@ class _Evidence:
 
 
 def canonical_node(arch: ArchGraph, name: str) -> str:
-    """Follow a node's single consumer while it keeps the shape and is an activation, norm,
-    dropout or other parameter-free step; a tuple-valued node moves to its first tensor element.
+    """Follow a node's single tensor consumer while it keeps the shape and is an activation,
+    norm, dropout or other parameter-free step; a tuple-valued node moves to its first tensor
+    element.
     """
     current = name
     if arch[current]["value"] != "tensor":
@@ -75,7 +77,8 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
             return current
         current = tensors[0]
     while True:
-        users = list(arch.graph.successors(current))
+        # Reads of .shape or .dtype (a traced-through norm checks its input) are not consumers.
+        users = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
         if len(users) != 1:
             return current
         user = arch[users[0]]
@@ -96,11 +99,13 @@ def _is_tap(attrs: dict) -> bool:
 
 
 def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_Evidence]:
-    """One record per canonical tap node: kinds, noisy-or score and reasons; non-taps dropped."""
+    """One record per canonical tap node: kinds, noisy-or score and reasons; non-taps and nodes
+    that break a guard (:func:`~tapfinder.guards.guard_violations`) dropped."""
     grouped: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
         node = canonical_node(arch, candidate.node)
-        if node in arch.graph and _is_tap(arch[node]) and node not in arch.outputs:
+        if (node in arch.graph and _is_tap(arch[node]) and node not in arch.outputs
+                and not guard_violations(arch, node)):
             grouped[node].append(candidate)
     merged = []
     for node, items in grouped.items():

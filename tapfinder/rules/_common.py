@@ -14,8 +14,11 @@ ACTIVATION_TYPES = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU"
                     "SiLU", "Mish", "Hardswish", "Tanh", "Softplus", "QuickGELU", "GELUTanh"}
 ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
                         "silu", "mish", "hardswish", "tanh", "softplus"}
+# Fused norm + activation modules (timm's BatchNormAct2d, GroupNormAct, LayerNormAct2d, ...)
+# normalise too: a convolution they follow is read at their output.
 NORM_TYPE_SUFFIXES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm",
-                      "LayerNorm2d", "GroupNorm", "InstanceNorm2d", "RMSNorm", "LocalResponseNorm")
+                      "LayerNorm2d", "GroupNorm", "InstanceNorm2d", "RMSNorm", "LocalResponseNorm",
+                      "NormAct", "NormAct2d", "Norm1Act", "SyncBatchNormAct")
 NORM_FUNCTIONS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
 
 

@@ -1,0 +1,74 @@
+"""Nodes that must never be taps, whatever evidence the rules found for them.
+
+Deep supervision on such a node wastes training or breaks the adapter. Each guard reads shapes
+and structure only (never model names):
+
+- **not the batch**: the tensor's first axis is not the input's batch (TNT's inner tokens,
+  Swin windows folded into the batch axis);
+- **no layer before**: no parametric layer lies between the input and the node (zero-padded or
+  resized input images);
+- **one position**: a map or token sequence with a single position (class-token projections,
+  2x2 key/value reductions at tiny inputs count as more than one);
+- **before its norm**: the node's only consumer is a normalisation, so the tap would read a
+  convolution's raw output instead of its conv -> norm -> activation chain's end;
+- **padding**: explicit zero padding in front of a convolution (TF-"same" models such as
+  EfficientNet ports): the tap would be the producer's tensor with a zero border.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .graph import ArchGraph
+from .rules._common import function_name, norm_kind
+
+__all__ = ["guard_violations"]
+
+
+def guard_violations(arch: ArchGraph, node: str) -> list[str]:
+    """The guards ``node`` breaks, as short reasons (empty when it may be a tap).
+
+    >>> guard_violations(arch, "encoder_conv_stem_static_padding")  # doctest: +SKIP
+    ['no parametric layer before it']
+    """
+    attrs = arch[node]
+    shape = attrs["shape"] or ()
+    violations = []
+    batch = _input_batch(arch)
+    if shape and batch is not None and shape[0] != batch:
+        violations.append(f"first axis {shape[0]} is not the batch ({batch})")
+    if attrs["layer_index"] == 0 and not attrs["parametric"]:
+        violations.append("no parametric layer before it")
+    positions = _positions(attrs)
+    if positions is not None and positions <= 1:
+        violations.append("a single position")
+    users = [u for u in arch.graph.successors(node) if arch[u]["value"] == "tensor"]
+    if len(users) == 1 and norm_kind(arch[users[0]]) is not None:
+        violations.append("read before its normalisation")
+    if _is_padding(attrs):
+        violations.append("zero padding in front of a layer")
+    return violations
+
+
+def _is_padding(attrs: dict) -> bool:
+    if attrs["op"] == "call_module":
+        return str(attrs["module_type"]).endswith(("ZeroPad2d", "ConstantPad2d", "ZeroPad1d",
+                                                   "ConstantPad1d", "ZeroPad3d", "ConstantPad3d"))
+    return attrs["op"] == "call_function" and function_name(attrs) == "pad"
+
+
+def _input_batch(arch: ArchGraph) -> int | None:
+    shapes = [arch[name]["shape"] for name in arch.inputs if arch[name]["shape"]]
+    return shapes[0][0] if shapes else None
+
+
+def _positions(attrs: dict) -> int | None:
+    """Spatial positions or tokens of a map or sequence; ``None`` for vectors and unknowns."""
+    shape, layout = attrs["shape"] or (), attrs["layout"]
+    if len(shape) < 3:
+        return None
+    if layout in ("NCHW", "NCDHW", "NCL"):
+        return math.prod(shape[2:])
+    if layout in ("NHWC", "NLC"):
+        return math.prod(shape[1:-1])
+    return None

@@ -1,0 +1,130 @@
+"""Nodes that must never be taps (issue: taps a deep-supervision expert would pick)."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import tapfinder
+from tapfinder.guards import guard_violations
+from tapfinder.rank import merge_candidates
+
+
+class PaddedStem(nn.Module):
+    """TF-"same" style: the input is zero-padded before the strided stem convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.stem = nn.Conv2d(3, 8, 3, 2)
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(F.relu(self.stem(self.pad(x))))
+
+
+class Windows(nn.Module):
+    """Swin-like: 2x2 windows folded into the batch axis, attention-free mixing, unfolded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU())
+        self.mix = nn.Conv2d(8, 8, 3, 1, 1)
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        b, c, h, w = x.shape
+        windows = x.reshape(b, c, 2, h // 2, 2, w // 2).permute(0, 2, 4, 1, 3, 5)
+        windows = self.mix(windows.reshape(b * 4, c, h // 2, w // 2))
+        x = windows.reshape(b, 2, 2, c, h // 2, w // 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        return self.down(x)
+
+
+class ClassToken(nn.Module):
+    """A (B, 1, C) class-token projection beside the patch tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 4, 4)
+        self.token = nn.Parameter(torch.zeros(1, 1, 16))
+        self.token_proj = nn.Linear(16, 16)
+        self.blocks = nn.Sequential(nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)
+        token = self.token_proj(self.token.expand(x.shape[0], -1, -1))
+        return self.blocks(torch.cat([token, patches], dim=1))
+
+
+class NormChecksShape(nn.Module):
+    """A conv whose output a traced-through norm reads (.shape) and normalises, as timm's
+    BatchNormAct2d does: the conv's raw output must not be the tap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.weight = nn.Parameter(torch.ones(8))
+        self.bias = nn.Parameter(torch.zeros(8))
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        assert y.dim() == 4
+        y = F.relu(F.group_norm(y, 2, self.weight, self.bias))
+        return self.body(y)
+
+
+def taps_and_violations(model: nn.Module, shape: tuple[int, ...], k: int = 3):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = tapfinder.trace(model, shape)
+        taps = tapfinder.select_taps(arch, k=k, spacing=1, position="uniform")
+    return arch, taps
+
+
+def test_the_padded_input_is_never_a_tap():
+    arch, taps = taps_and_violations(PaddedStem(), (2, 3, 32, 32))
+    assert guard_violations(arch, "pad") and "no parametric layer before it" in guard_violations(arch, "pad")
+    assert "pad" not in [t.node for t in taps] and taps
+
+
+def candidate_nodes(arch) -> set[str]:
+    return {e.node for e in merge_candidates(arch, tapfinder.find_candidates(arch))}
+
+
+def test_windows_folded_into_the_batch_axis_are_never_taps():
+    arch, taps = taps_and_violations(Windows(), (2, 3, 16, 16))
+    assert any("not the batch" in v for v in guard_violations(arch, "mix"))
+    assert all(arch[n]["shape"][0] == 2 for n in candidate_nodes(arch))
+    assert all(arch[t.node]["shape"][0] == 2 for t in taps)
+
+
+def test_a_single_token_is_never_a_tap():
+    arch, taps = taps_and_violations(ClassToken(), (2, 3, 16, 16))
+    assert "a single position" in guard_violations(arch, "token_proj")
+    assert "token_proj" not in candidate_nodes(arch) | {t.node for t in taps}
+
+
+def test_a_convolution_is_read_at_the_end_of_its_norm_and_activation():
+    arch, taps = taps_and_violations(NormChecksShape(), (2, 3, 32, 32), k=2)
+    assert "read before its normalisation" in guard_violations(arch, "conv")
+    assert "conv" not in [t.node for t in taps]
+    assert "relu" in [t.node for t in taps]  # the chain's end
+
+
+tv = pytest.importorskip("torchvision.models")
+
+
+@pytest.mark.parametrize("build", [tv.resnet18, tv.efficientnet_b0, tv.swin_t, tv.vit_b_16,
+                                   tv.mobilenet_v3_large, tv.convnext_tiny])
+@pytest.mark.parametrize("position", ["input", "uniform"])
+def test_default_taps_on_the_zoo_break_no_guard(build, position):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = tapfinder.trace(build(), (2, 3, 224, 224))
+        taps = tapfinder.select_taps(arch, k=3, position=position)
+    assert len(taps) == 3
+    assert {t.node: guard_violations(arch, t.node) for t in taps} == {t.node: [] for t in taps}
