@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Sequence
 
@@ -22,8 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .train import main as train_main
 
         return train_main(arguments[1:])
-    print(USAGE, file=sys.stderr if arguments[:1] not in (["-h"], ["--help"]) else sys.stdout)
-    return 0 if arguments[:1] in (["-h"], ["--help"]) else 2
+    if arguments[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    print(USAGE, file=sys.stderr)
+    if arguments:
+        close = difflib.get_close_matches(arguments[0], ["train"], n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"imachsr: unknown command {arguments[0]!r}.{hint}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

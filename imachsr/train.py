@@ -244,12 +244,17 @@ def train(config: TrainConfig) -> RunResult:
         torch.set_rng_state(state["rng"])
         start_epoch, result.history = state["epoch"] + 1, state["history"]
     runner = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
+    if rank == 0:
+        _say(describe_run(config, result.taps))
     began = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         train_set.epoch = epoch
         record = _train_epoch(runner, optimizer, train_set, config, epoch, device, rank)
         record["val"] = evaluate(objective.model, val_set, classes, config, device)
         result.history.append(record)
+        if rank == 0:
+            elapsed = time.perf_counter() - began
+            _say(epoch_line(record, config.epochs, elapsed, elapsed / (epoch + 1 - start_epoch)))
         if rank == 0 and config.write_artefacts:
             out.mkdir(parents=True, exist_ok=True)
             torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
@@ -306,7 +311,7 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
     objective = runner.module if isinstance(runner, nn.parallel.DistributedDataParallel) else runner
     total_steps = max(config.epochs * steps - 1, 1)
     sums: dict[str, float] = {}
-    progress = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", rank)
+    progress = _progress(steps, f"{arm_name(config)} epoch {epoch + 1}/{config.epochs}", rank)
     runner.train()
     for step, (images, labels) in enumerate(loader):
         if step >= steps:
@@ -327,6 +332,40 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
         progress.update()
     progress.close()
     return {"epoch": epoch, "steps": steps, **{k: v / max(steps, 1) for k, v in sums.items()}}
+
+
+def arm_name(config: TrainConfig) -> str:
+    return "output-only" if config.method == "plain" else "iMacHSR"
+
+
+def describe_run(config: TrainConfig, taps: Sequence[str]) -> str:
+    """The line a run starts with: what trains, on what, and where the taps are."""
+    where = f"{config.model} on {config.data}, {config.epochs} epochs at batch {config.batch_size}"
+    if config.method == "plain":
+        return f"[{arm_name(config)}] {where}: output cross-entropy only"
+    return (f"[{arm_name(config)}] {where}: {len(taps)} taps ({', '.join(taps)}), "
+            f"{config.mi} per tap through {config.adapter} adapters, {config.schedule} weights")
+
+
+def epoch_line(record: dict, epochs: int, elapsed: float, per_epoch: float) -> str:
+    """One line per epoch: losses, validation mIoU, elapsed time and the estimate to the end.
+
+    >>> epoch_line({"epoch": 1, "loss": 1.5, "ce": 1.2, "val": {"mIoU": 0.25}}, 4, 90.0, 45.0)
+    'epoch 2/4  loss 1.500  ce 1.200  val mIoU 25.00  elapsed 1:30  ETA 1:30'
+    """
+    remaining = per_epoch * (epochs - record["epoch"] - 1)
+    return (f"epoch {record['epoch'] + 1}/{epochs}  loss {record['loss']:.3f}  "
+            f"ce {record['ce']:.3f}  val mIoU {record['val']['mIoU'] * 100:.2f}  "
+            f"elapsed {_clock(elapsed)}  ETA {_clock(remaining)}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _progress(total: int, label: str, rank: int) -> Any:
@@ -366,42 +405,58 @@ def comparison_table(plain: RunResult, scheme: RunResult) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="imachsr train", description="Train a segmentation model with iMacHSR.")
+        prog="imachsr train", description="Train a segmentation model with iMacHSR "
+        "(or output-only with --plain, or both with --compare), evaluate it and write metrics, "
+        "checkpoints and figures.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = TrainConfig()
-    parser.add_argument("--model", default=defaults.model, help=tapfinder.zoo.SPEC_HELP)
-    parser.add_argument("--data", choices=DATASETS, default=defaults.data)
-    parser.add_argument("--data-root", help="folder of the data set (not needed for digits)")
-    parser.add_argument("--taps", default="auto", help="auto, or node names / module paths, comma-separated")
-    parser.add_argument("--k", type=int, default=defaults.k)
-    parser.add_argument("--spacing", type=int, default=defaults.spacing)
-    parser.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position)
-    parser.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi)
-    parser.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
-                        help="compare taps with labels at the label size or at the tap's size")
-    parser.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
+    model = parser.add_argument_group("model and data")
+    model.add_argument("--model", default=defaults.model, help=tapfinder.zoo.SPEC_HELP)
+    model.add_argument("--data", choices=DATASETS, default=defaults.data,
+                       help="digits is built in (no download); the others read --data-root")
+    model.add_argument("--data-root", help="folder of the data set (not needed for digits)")
+    model.add_argument("--size", type=int, default=defaults.size, help="crop / canvas side")
+    model.add_argument("--train-length", type=int, default=defaults.train_length,
+                       help="digits: number of training canvases")
+    model.add_argument("--eval-length", type=int, default=defaults.eval_length,
+                       help="digits: canvases in the validation and test sets")
+    scheme = parser.add_argument_group("iMacHSR (see docs/results.md for the evidence behind "
+                                       "the defaults)")
+    scheme.add_argument("--taps", default="auto",
+                        help="auto, or fx node names / module paths, comma-separated")
+    scheme.add_argument("--k", type=int, default=defaults.k, help="number of auto taps")
+    scheme.add_argument("--spacing", type=int, default=defaults.spacing,
+                        help="minimum distance between auto taps, in parametric layers")
+    scheme.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position,
+                        help="where auto taps go: uniform spreads them over the depth")
+    scheme.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi,
+                        help="the term on each tap: ce (cross-entropy), or the paper's mutual "
+                        "information (joint, variational)")
+    scheme.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
                         help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+    scheme.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
                         help="factor on the taps' weights over training: constant, or decayed to 0")
-    parser.add_argument("--normalize-weights", action="store_true",
+    scheme.add_argument("--normalize-weights", action="store_true",
                         help="divide the objective by 1 + sum(alpha) (nnU-Net)")
-    parser.add_argument("--alpha", type=float, default=defaults.alpha)
-    parser.add_argument("--beta", type=float, default=defaults.beta)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.lr_schedule,
-                        help="factor on the learning rate over training: constant, or decayed to 0")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--out", default=defaults.out)
-    parser.add_argument("--limit-steps", type=int, help="cap the steps per epoch (smoke runs)")
-    parser.add_argument("--size", type=int, default=defaults.size, help="crop / canvas side")
-    parser.add_argument("--train-length", type=int, default=defaults.train_length,
-                        help="digits: number of training canvases")
-    parser.add_argument("--eval-length", type=int, default=defaults.eval_length,
-                        help="digits: canvases in the validation and test sets")
-    parser.add_argument("--plain", action="store_true", help="output-only training (no iMacHSR)")
-    parser.add_argument("--compare", action="store_true", help="train output-only and iMacHSR, print a table")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    scheme.add_argument("--alpha", type=float, default=defaults.alpha,
+                        help="weight of each tap's term")
+    scheme.add_argument("--beta", type=float, default=defaults.beta,
+                        help="weight of each tap's negative-entropy regulariser")
+    scheme.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
+                        help="compare taps with labels at the label size or at the tap's size")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
+    training.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
+    training.add_argument("--lr", type=float, default=defaults.lr, help="Adam's learning rate")
+    training.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.lr_schedule,
+                          help="factor on the learning rate over training: constant, or decayed to 0")
+    training.add_argument("--seed", type=int, default=defaults.seed,
+                          help="sets the weights, the data and its order")
+    training.add_argument("--limit-steps", type=int, help="cap the steps per epoch (smoke runs)")
+    training.add_argument("--out", default=defaults.out, help="folder for metrics, checkpoints, figures")
+    training.add_argument("--plain", action="store_true", help="output-only training (no iMacHSR)")
+    training.add_argument("--compare", action="store_true",
+                          help="train output-only and iMacHSR from the same seed, print a table")
+    training.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     return parser
 
 

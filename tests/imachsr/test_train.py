@@ -64,6 +64,26 @@ def test_bad_arguments_end_with_a_message_and_exit_code_2(arguments, message, tm
 def test_the_imachsr_command_dispatches_and_explains_itself(capsys):
     assert imachsr_main(["--version"]) == 0
     assert imachsr_main(["fly"]) == 2 and "imachsr train --help" in capsys.readouterr().err
+    assert imachsr_main(["trian"]) == 2 and "Did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_train_help_gives_every_option_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
+                  "(default: head)", "(default: 0.4)", "(default: 0.01)", "(default: 5)",
+                  "(default: 0.001)", "(default: runs/imachsr)"):
+        assert shown in text
+
+
+def test_training_says_what_trains_and_reports_every_epoch(tmp_path, capsys):
+    assert main([*TINY, "--epochs", "2", "--limit-steps", "1", "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+             if line.startswith(("[iMacHSR]", "epoch "))]
+    assert lines[0].startswith("[iMacHSR] smp:DeepLabV3Plus:resnet18 on digits") and "3 taps (" in lines[0]
+    assert [line.split()[1] for line in lines[1:]] == ["1/2", "2/2"]
+    assert all("val mIoU" in line and "ETA" in line for line in lines[1:])
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (
