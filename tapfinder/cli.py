@@ -93,8 +93,8 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=3, help="number of taps (default: 3)")
     parser.add_argument("--spacing", type=int, default=2,
                         help="minimum layers between taps (default: 2)")
-    parser.add_argument("--position", choices=POSITIONS, default="input",
-                        help="where to favour taps (default: input)")
+    parser.add_argument("--position", choices=POSITIONS, default="uniform",
+                        help="where to favour taps (default: uniform, spread over the depth)")
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
                         help=f"only these kinds of transition point ({', '.join(registered_kinds())})")
 

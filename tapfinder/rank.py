@@ -151,7 +151,7 @@ def select_taps(
     *,
     k: int = 3,
     spacing: int = 2,
-    position: str = "input",
+    position: str = "uniform",
     kinds: Iterable[str] | None = None,
 ) -> list[Tap]:
     """Pick up to ``k`` taps at least ``spacing`` layers apart, favouring ``position``.
@@ -167,8 +167,11 @@ def select_taps(
     spacing
         Minimum distance between chosen taps in layer-index units (parametric layers).
     position
-        ``"input"`` (first half of the network, earliest favoured: the paper's best),
-        ``"central"``, ``"output"`` (second half) or ``"uniform"`` (spread over the depth).
+        ``"uniform"`` (default: the i-th of k taps favours depth (i + 0.5) / k, so the taps
+        spread over the network's stages), ``"input"`` (first half, earliest favoured: the
+        paper's best), ``"central"`` or ``"output"`` (second half). Spread taps with small heads
+        beat output-only training in the paired-seed experiments (docs/results.md); taps in the
+        first quarter with 1x1 adapters were worse.
     kinds
         Only consider candidates of these kinds.
 
@@ -228,8 +231,8 @@ def select_taps(
         chosen.append((best, beaten))
         remaining = [i for i in remaining if i not in near]
 
-    if outside and len(chosen) > outside:
-        low, high = _WINDOWS[position]
+    low, high = _WINDOWS[position]
+    if outside and len(chosen) > outside and (low, high) != (0.0, 1.0):
         warnings.warn(
             f"position={position!r}: {outside} of the {len(chosen)} taps lie outside depths "
             f"{low}-{high}, which held only {len(chosen) - outside} at spacing={spacing}.",
