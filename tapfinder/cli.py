@@ -15,12 +15,11 @@ from collections.abc import Sequence
 
 from ._version import __version__
 from .errors import InvalidInputError, TapfinderError
-from .candidates import find_candidates, registered_kinds
-from .rank import POSITIONS, select_taps
-from .render import render
-from .report import report_document, report_table
-from .trace import trace
+from .positions import POSITIONS
 from .zoo import SPEC_HELP, build_model
+
+# The analysis modules (and torch) are imported in main(), after the arguments are parsed, so
+# `tapfinder --help` and usage errors answer at once.
 
 __all__ = ["main"]
 
@@ -96,12 +95,20 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--position", choices=POSITIONS, default="uniform",
                         help="where to favour taps (default: uniform, spread over the depth)")
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
-                        help=f"only these kinds of transition point ({', '.join(registered_kinds())})")
+                        help="only these kinds of transition point (downsampling, stage_boundary, "
+                        "bottleneck, attention, skip_join, fusion, norm_act, and any registered "
+                        "with @tapfinder.rule)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     arguments = _parser().parse_args(argv)
+    from .candidates import find_candidates
+    from .rank import select_taps
+    from .render import render
+    from .report import report_document, report_table
+    from .trace import trace
+
     try:
         model = build_model(arguments.model)
     except InvalidInputError as error:

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
 from .guards import guard_violations
+from .positions import POSITIONS, WINDOWS, position_weight
 from .rules._common import norm_kind
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "POSITIONS"]
 
-POSITIONS = ("input", "central", "output", "uniform")
-_WINDOWS = {"input": (0.0, 0.5), "central": (0.25, 0.75), "output": (0.5, 1.0), "uniform": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -119,23 +118,9 @@ def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_
     return merged
 
 
-def _position_weight(depth: float, position: str, rank: int, k: int) -> float:
-    low, high = _WINDOWS[position]
-    if not low <= depth <= high:
-        return 0.0
-    if position == "input":
-        return 1.0 - depth
-    if position == "output":
-        return 0.5 + depth / 2
-    if position == "central":
-        return 1.0 - abs(depth - 0.5)
-    target = (rank + 0.5) / k
-    return 1.0 - min(1.0, abs(depth - target) * 2)
-
-
 def _outside_utility(arch: ArchGraph, position: str) -> Callable[[_Evidence], float]:
     """Rank candidates outside the position window: nearest to the window first, then score."""
-    low, high = _WINDOWS[position]
+    low, high = WINDOWS[position]
 
     def utility(item: _Evidence) -> float:
         depth = arch[item.node]["depth"]
@@ -213,7 +198,7 @@ def select_taps(
             attrs = arch[item.node]
             # Side branches (a shortcut's projection) carry less than the path all data takes.
             main_path = 1.0 if attrs["on_main_path"] else 0.8
-            return item.score * main_path * _position_weight(attrs["depth"], position, rank, k)
+            return item.score * main_path * position_weight(attrs["depth"], position, rank, k)
 
         viable = [item for item in remaining if utility(item) > 0]
         if not viable and remaining:  # the window is full: the nearest candidates complete it
@@ -231,7 +216,7 @@ def select_taps(
         chosen.append((best, beaten))
         remaining = [i for i in remaining if i not in near]
 
-    low, high = _WINDOWS[position]
+    low, high = WINDOWS[position]
     if outside and len(chosen) > outside and (low, high) != (0.0, 1.0):
         warnings.warn(
             f"position={position!r}: {outside} of the {len(chosen)} taps lie outside depths "

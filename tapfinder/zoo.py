@@ -15,11 +15,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import warnings
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["build_model", "SPEC_HELP"]
 
@@ -52,6 +53,8 @@ def build_model(spec: str, **kwargs: Any) -> nn.Module:
             model = builders[zoo](name, kwargs)
         else:
             model = _user_factory(zoo, name, kwargs)
+    from torch import nn  # here, not at import: `tapfinder --help` needs no torch
+
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"{spec!r} built a {type(model).__name__}, not an nn.Module.")
     return model.eval()
@@ -108,6 +111,8 @@ def _smp(name: str, kwargs: dict) -> nn.Module:
 
 
 def _is_smp_model(value: Any) -> bool:
+    from torch import nn
+
     return (
         isinstance(value, type)
         and issubclass(value, nn.Module)

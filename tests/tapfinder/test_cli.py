@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -71,3 +73,25 @@ def test_an_unwritable_drawing_path_exits_1_with_a_message(tmp_path, capsys):
     blocker.write_text("")
     assert main(["render", "torchvision:resnet18", "-o", str(blocker / "graph.svg")]) == 1
     assert "could not write the drawing" in capsys.readouterr().err
+
+
+def test_help_answers_without_importing_torch():
+    code = ("import sys\nfrom tapfinder.cli import main\n"
+            "try:\n    main(['inspect', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.stdout.strip().endswith("torch not loaded")
+    import tapfinder
+
+    help_text = " ".join(completed.stdout.split())
+    assert all(kind in help_text for kind in tapfinder.registered_kinds())  # the list is current
+
+
+def test_the_lazy_package_keeps_trace_and_render_as_functions_after_their_modules_load():
+    code = ("import tapfinder, tapfinder.trace, tapfinder.render, tapfinder.rank\n"
+            "assert callable(tapfinder.trace) and callable(tapfinder.render), "
+            "(tapfinder.trace, tapfinder.render)\n"
+            "assert tapfinder.rank.POSITIONS[0] == 'uniform' and 'trace' in dir(tapfinder)\n"
+            "print('ok')")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.stdout.strip() == "ok", completed.stderr
