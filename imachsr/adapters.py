@@ -18,40 +18,17 @@ make the tap's own features linearly class-separable.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from tapfinder import ArchGraph
+from tapfinder.tokens import token_grid
 
 __all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES"]
 
 CAPACITIES = ("linear", "head")
 _MAX_HIDDEN = 256  # hidden width of a "head" adapter: the tap's channels, at most this
 
-_MAX_EXTRA_TOKENS = 8  # class and register tokens in front of the patch tokens
-
-
-def token_grid(tokens: int, image_size: tuple[int, ...]) -> tuple[int, int, int] | None:
-    """``(extra, height, width)``: how ``tokens`` tokens lie on a grid with the image's aspect
-    ratio after ``extra`` leading tokens, or ``None`` when no such grid exists.
-
-    >>> token_grid(197, (224, 224))
-    (1, 14, 14)
-    """
-    if len(image_size) != 2:
-        return None
-    height_in, width_in = image_size
-    for extra in range(min(_MAX_EXTRA_TOKENS, tokens - 1) + 1):
-        count = tokens - extra
-        for divisor in range(1, math.isqrt(count) + 1):
-            if count % divisor:
-                continue
-            for height, width in ((divisor, count // divisor), (count // divisor, divisor)):
-                if height * width_in == width * height_in:
-                    return extra, height, width
-    return None
 
 
 class DimensionAdapter(nn.Module):

@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             arch = trace(model, arguments.input_shape)
     except TapfinderError as error:
         print(f"tapfinder: could not analyse {arguments.model}: {error}", file=sys.stderr)
+        if len(arguments.input_shape) == 3:
+            shape = ",".join(map(str, arguments.input_shape))
+            print(f"tapfinder: hint: if {shape} is one image, the shape lacks the batch "
+                  f"dimension that comes first: --input-shape 1,{shape}", file=sys.stderr)
         return EXIT_FAILED
     if arguments.command == "summary":
         print(arch.summary())

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from .layout import infer_layouts
 from .shapes import ValueInfo
+from .tokens import token_grid
 from .tracer import SCOPE_META_KEY, TracedModel
 
 __all__ = ["ArchGraph", "build_arch_graph", "carries_tensors"]
@@ -426,7 +427,11 @@ def _add_reduction(graph: nx.DiGraph, input_names: tuple[str, ...]) -> None:
     for _, attrs in graph.nodes(data=True):
         spatial = attrs["spatial"]
         if reference and spatial and all(s > 0 for s in spatial):
-            ratio = math.prod(reference) / math.prod(spatial)
+            positions = math.prod(spatial)
+            grid = token_grid(spatial[0], reference) if len(spatial) == 1 else None
+            if grid is not None:  # tokens: class and register tokens are not positions
+                positions = grid[1] * grid[2]
+            ratio = math.prod(reference) / positions
             attrs["reduction"] = round(ratio ** (1 / len(reference)), 3)
         else:
             attrs["reduction"] = None

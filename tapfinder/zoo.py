@@ -52,7 +52,7 @@ def build_model(spec: str, **kwargs: Any) -> nn.Module:
         if zoo in builders:
             model = builders[zoo](name, kwargs)
         else:
-            model = _user_factory(zoo, name, kwargs)
+            model = _user_factory(zoo, name, kwargs, zoos=list(builders))
     from torch import nn  # here, not at import: `tapfinder --help` needs no torch
 
     if not isinstance(model, nn.Module):
@@ -120,13 +120,15 @@ def _is_smp_model(value: Any) -> bool:
     )
 
 
-def _user_factory(module_name: str, attribute: str, kwargs: dict) -> nn.Module:
+def _user_factory(module_name: str, attribute: str, kwargs: dict, zoos: list[str]) -> nn.Module:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
+        close = difflib.get_close_matches(module_name, zoos, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}:{attribute}?" if close else ""
         raise InvalidInputError(
-            f"Cannot import {module_name!r} ({error}). Use {SPEC_HELP}; for your own model "
-            "the package must be importable (installed, or on PYTHONPATH)."
+            f"Cannot import {module_name!r} ({error}).{hint} Use {SPEC_HELP}; for your own "
+            "model the package must be importable (installed, or on PYTHONPATH)."
         ) from error
     factory = getattr(module, attribute, None)
     if not callable(factory):

@@ -95,3 +95,19 @@ def test_the_lazy_package_keeps_trace_and_render_as_functions_after_their_module
             "print('ok')")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.stdout.strip() == "ok", completed.stderr
+
+
+def test_a_misspelt_zoo_suggests_the_zoo(capsys):
+    assert main(["inspect", "torchvison:resnet18"]) == 2
+    assert "Did you mean torchvision:resnet18?" in capsys.readouterr().err
+
+
+def test_an_image_shape_without_batch_gets_a_hint(capsys):
+    assert main(["summary", "torchvision:resnet18", "--input-shape", "3,64,64"]) == 1
+    assert "--input-shape 1,3,64,64" in capsys.readouterr().err
+
+
+def test_token_strides_leave_the_class_token_out(capsys):
+    assert main(["summary", "torchvision:vit_b_16"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "encoder_ln" in l)
+    assert line.split()[0] == "16"
