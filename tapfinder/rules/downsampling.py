@@ -30,7 +30,8 @@ def find_downsampling(arch: ArchGraph) -> list[Candidate]:
                 continue
             stride = (size_before / size_after) ** (1 / len(attrs["spatial"]))
             change = f"{size_text(before)} -> {size_text(attrs)}"
-            global_pool = size_after == 1
+            # A strided layer that happens to reach 1x1 at a tiny input is still a stride.
+            global_pool = size_after == 1 and not attrs["parametric"]
             score = 0.3 if global_pool else 1.0
             what = "global pooling" if global_pool else f"stride {stride:g}"
             found.append(Candidate(name, KIND, score, f"after downsampling {change} ({what}) at {where(attrs)}"))

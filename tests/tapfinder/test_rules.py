@@ -139,3 +139,16 @@ def test_unknown_kind_lists_the_known_ones(resnet50):
     arch, _ = resnet50
     with pytest.raises(ValueError, match="known kinds: .*downsampling"):
         find_candidates(arch, ["downsample"])
+
+
+def test_a_strided_convolution_that_reaches_one_position_is_not_called_global_pooling():
+    import torchvision
+
+    def reasons(size: int, where: str) -> list[str]:
+        arch = tapfinder.trace(torchvision.models.resnet18().eval(), (1, 3, size, size))
+        return [c.reason for c in tapfinder.find_candidates(arch, ["downsampling"]) if where in c.reason]
+
+    strided = reasons(8, "layer2.0.conv1")  # 2x2 -> 1x1 by a stride-2 convolution
+    assert strided and all("stride 2" in r and "global" not in r for r in strided)
+    pooled = reasons(64, "avgpool")  # 2x2 -> 1x1 by adaptive average pooling
+    assert pooled and all("global pooling" in r for r in pooled)
