@@ -12,7 +12,10 @@ and structure only (never model names):
 - **before its norm**: the node's only consumer is a normalisation, so the tap would read a
   convolution's raw output instead of its conv -> norm -> activation chain's end;
 - **padding**: explicit zero padding in front of a convolution (TF-"same" models such as
-  EfficientNet ports): the tap would be the producer's tensor with a zero border.
+  EfficientNet ports): the tap would be the producer's tensor with a zero border;
+- **inside attention**: a node of the module that holds an attention core (scaled dot-product
+  attention, a softmax over square scores) other than that module's output: query, key and
+  value projections, SegFormer's key/value spatial reduction, the score matrix.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from __future__ import annotations
 import math
 
 from .graph import ArchGraph
-from .rules._common import function_name, norm_kind
+from .rules._common import function_name, norm_kind, scope_bounds
+from .rules.attention import is_attention_core
 
-__all__ = ["guard_violations"]
+__all__ = ["guard_violations", "attention_interior"]
 
 
-def guard_violations(arch: ArchGraph, node: str) -> list[str]:
-    """The guards ``node`` breaks, as short reasons (empty when it may be a tap).
+def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = None) -> list[str]:
+    """The guards ``node`` breaks, as short reasons (empty when it may be a tap). ``interior``,
+    the result of :func:`attention_interior`, saves computing it again for every node.
 
     >>> guard_violations(arch, "encoder_conv_stem_static_padding")  # doctest: +SKIP
     ['no parametric layer before it']
     """
+    if interior is None:
+        interior = attention_interior(arch)
     attrs = arch[node]
     shape = attrs["shape"] or ()
     violations = []
@@ -47,7 +54,19 @@ def guard_violations(arch: ArchGraph, node: str) -> list[str]:
         violations.append("read before its normalisation")
     if _is_padding(attrs):
         violations.append("zero padding in front of a layer")
+    if node in interior:
+        violations.append("inside an attention computation")
     return violations
+
+
+def attention_interior(arch: ArchGraph) -> set[str]:
+    """The nodes strictly inside the modules that hold an attention core: every node of such a
+    module but its output. A core in the root's own code has no module to bound it: nothing."""
+    first, last_tensor = scope_bounds(arch)
+    scopes = {attrs["scope"][-1] for name, attrs in arch.graph.nodes(data=True)
+              if attrs["scope"] and is_attention_core(arch, name)}
+    return {name for name, attrs in arch.graph.nodes(data=True)
+            if any(path in scopes and name != last_tensor.get(path) for path in attrs["scope"])}
 
 
 def _is_padding(attrs: dict) -> bool:

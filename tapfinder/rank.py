@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
-from .guards import guard_violations
+from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
 from .rules._common import norm_kind
 
@@ -101,10 +101,11 @@ def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_
     """One record per canonical tap node: kinds, noisy-or score and reasons; non-taps and nodes
     that break a guard (:func:`~tapfinder.guards.guard_violations`) dropped."""
     grouped: dict[str, list[Candidate]] = defaultdict(list)
+    interior = attention_interior(arch)
     for candidate in candidates:
         node = canonical_node(arch, candidate.node)
         if (node in arch.graph and _is_tap(arch[node]) and node not in arch.outputs
-                and not guard_violations(arch, node)):
+                and not guard_violations(arch, node, interior)):
             grouped[node].append(candidate)
     merged = []
     for node, items in grouped.items():

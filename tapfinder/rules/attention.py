@@ -13,19 +13,41 @@ _ATTENTION_MODULES = {"MultiheadAttention"}
 _ATTENTION_FUNCTIONS = {"scaled_dot_product_attention", "multi_head_attention_forward"}
 
 
-def _is_attention_core(attrs: dict) -> bool:
+def is_attention_core(arch: ArchGraph, name: str) -> bool:
+    """An attention operation: scaled dot-product attention, ``nn.MultiheadAttention``, or a
+    softmax over attention scores: a square score matrix, or any matrix product of queries and
+    keys (scaled or biased on the way), as in attention with reduced keys (SegFormer)."""
+    attrs = arch[name]
     if attrs["op"] == "call_module":
         return attrs["module_type"] in _ATTENTION_MODULES
-    name = function_name(attrs)
-    if name in _ATTENTION_FUNCTIONS:
+    function = function_name(attrs)
+    if function in _ATTENTION_FUNCTIONS:
         return True
     shape = attrs["shape"]
-    return (
-        name == "softmax"
-        and attrs["value"] == "tensor"
-        and len(shape) >= 3
-        and shape[-1] == shape[-2]
-    )
+    if function != "softmax" or attrs["value"] != "tensor" or len(shape) < 3:
+        return False
+    return shape[-1] == shape[-2] or _from_scores(arch, name)
+
+
+_SCORE_PRODUCTS = {"matmul", "bmm", "einsum"}
+_SCORE_STEPS = {"mul", "truediv", "div", "add", "sub", "masked_fill"}
+
+
+def _from_scores(arch: ArchGraph, name: str) -> bool:
+    """Whether the softmax's input is a matrix product, through at most three elementwise steps
+    (scale, bias, mask)."""
+    current = name
+    for _ in range(4):
+        inputs = tensor_inputs(arch, current)
+        if not inputs:
+            return False
+        current = inputs[0]
+        function = function_name(arch[current])
+        if function in _SCORE_PRODUCTS:
+            return True
+        if function not in _SCORE_STEPS:
+            return False
+    return False
 
 
 def _first_tensor_output(arch: ArchGraph, name: str) -> str:
@@ -46,7 +68,7 @@ def find_attention(arch: ArchGraph) -> list[Candidate]:
     seen_scopes: set[str] = set()
     first_node, block_outputs = scope_bounds(arch)
     for name, attrs in arch.graph.nodes(data=True):
-        if not _is_attention_core(attrs):
+        if not is_attention_core(arch, name):
             continue
         scope = attrs["scope"][-1] if attrs["scope"] else None
         if scope in seen_scopes:

@@ -77,6 +77,38 @@ class NormChecksShape(nn.Module):
         return self.body(y)
 
 
+class ReducedAttention(nn.Module):
+    """SegFormer-style efficient attention: keys and values from a spatially reduced map, so the
+    score matrix (N, N / 16) is not square."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.q = nn.Linear(channels, channels)
+        self.sr = nn.Conv2d(channels, channels, 4, 4)
+        self.kv = nn.Linear(channels, 2 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        reduced = self.sr(x).flatten(2).transpose(1, 2)
+        k, v = self.kv(reduced).chunk(2, dim=-1)
+        scores = (self.q(tokens) @ k.transpose(1, 2)) * c ** -0.5
+        out = self.proj(scores.softmax(dim=-1) @ v)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class EfficientAttentionNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU())
+        self.attn = ReducedAttention(16)
+        self.head = nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attn(self.stem(x)))
+
+
 def taps_and_violations(model: nn.Module, shape: tuple[int, ...], k: int = 3):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -113,6 +145,15 @@ def test_a_convolution_is_read_at_the_end_of_its_norm_and_activation():
     assert "read before its normalisation" in guard_violations(arch, "conv")
     assert "conv" not in [t.node for t in taps]
     assert "relu" in [t.node for t in taps]  # the chain's end
+
+
+def test_nothing_strictly_inside_an_attention_computation_is_a_tap():
+    arch, taps = taps_and_violations(EfficientAttentionNet(), (2, 3, 32, 32), k=3)
+    assert "inside an attention computation" in guard_violations(arch, "attn_sr")
+    assert "inside an attention computation" in guard_violations(arch, "attn_q")
+    output = [n for n, a in arch.graph.nodes(data=True) if a["module"] == "attn"][-1]
+    assert "inside an attention computation" not in guard_violations(arch, output)
+    assert not any(n.startswith("attn_") and n != output for n in candidate_nodes(arch))
 
 
 tv = pytest.importorskip("torchvision.models")
