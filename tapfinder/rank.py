@@ -19,7 +19,7 @@ from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
 from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import norm_kind
+from .rules._common import norm_kind, scope_bounds
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "POSITIONS"]
 
@@ -42,13 +42,21 @@ class Tap:
     shape: tuple[int, ...]
     reasons: tuple[str, ...]
     beat: tuple[tuple[str, float], ...] = ()
+    closes: str | None = None  # the outermost module whose output this node is
+    stride: float | None = None  # the feature stride (reduction) of the stage it lies in
 
     def explain(self) -> str:
-        """A short paragraph: where the tap is, why, and what it won over."""
+        """A short paragraph: where the tap is, which block and stage it closes, why, and what
+        it won over."""
         lines = [
             f"{self.node} [{self.module or '-'}] {self.shape}, layer {self.layer_index} "
             f"(depth {self.depth:.2f}), score {self.score:.2f}, {', '.join(self.kinds)}"
         ]
+        where = [f"closes block {self.closes}"] if self.closes else []
+        if self.stride is not None:
+            where.append(f"in the stride-{self.stride:g} stage")
+        if where:
+            lines.append(f"  {', '.join(where)}")
         lines += [f"  - {reason}" for reason in self.reasons]
         if self.beat:
             rivals = ", ".join(f"{name} ({score:.2f})" for name, score in self.beat[:4])
@@ -232,6 +240,10 @@ def select_taps(
             stacklevel=2,
         )
     order = {name: i for i, name in enumerate(arch.graph)}
+    _, block_outputs = scope_bounds(arch)
+    closes = {}
+    for path, node in block_outputs.items():  # outer modules first: keep the outermost
+        closes.setdefault(node, path)
     taps = [
         Tap(
             node=item.node,
@@ -243,6 +255,8 @@ def select_taps(
             shape=arch[item.node]["shape"],
             reasons=item.reasons,
             beat=tuple(beaten),
+            closes=closes.get(item.node),
+            stride=arch[item.node]["reduction"],
         )
         for item, beaten in chosen
     ]

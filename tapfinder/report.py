@@ -51,6 +51,7 @@ def report_document(
                 "node": t.node, "module": t.module, "kinds": list(t.kinds), "score": t.score,
                 "layer_index": t.layer_index, "depth": t.depth, "shape": list(t.shape),
                 "reasons": list(t.reasons), "beat": [{"node": n, "score": s} for n, s in t.beat],
+                "closes": t.closes, "stride": t.stride,
             }
             for t in taps
         ],

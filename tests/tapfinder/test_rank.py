@@ -56,6 +56,17 @@ def test_each_tap_says_what_it_beat(resnet50):
     assert taps[0].node in explained and "beat nearby" in "\n".join(t.explain() for t in taps)
 
 
+def test_each_tap_names_the_block_and_stage_it_closes(resnet50):
+    arch, candidates = resnet50
+    by_node = {t.node: t for t in select_taps(arch, candidates, k=4, position="uniform")}
+    stage_ends = {node: tap for node, tap in by_node.items() if tap.closes in
+                  ("layer1", "layer2", "layer3", "layer4")}
+    assert stage_ends, by_node
+    for tap in stage_ends.values():
+        assert tap.stride == arch[tap.node]["reduction"]
+        assert f"closes block {tap.closes}, in the stride-{tap.stride:g} stage" in tap.explain()
+
+
 def test_fewer_taps_than_k_warns(resnet50):
     arch, candidates = resnet50
     with pytest.warns(UserWarning, match="Only .* of k=50 taps fit"):
