@@ -21,7 +21,8 @@ from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
 from .rules._common import norm_kind, scope_bounds
 
-__all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "POSITIONS"]
+__all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
+           "POSITIONS"]
 
 
 
@@ -95,6 +96,23 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
         if not (same and light and len(tensor_inputs) == 1 and user["op"] != "output"):
             return current
         current = users[0]
+
+
+def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
+    """Each node's repeated block: the innermost module that is an item of a container (its path
+    ends in an index, ``layer1.0``, ``features.2``, ``blocks.3``) and holds at least two
+    convolution or linear layers. Nodes outside such blocks are absent."""
+    layers: dict[str, int] = defaultdict(int)
+    for _, attrs in arch.graph.nodes(data=True):
+        if attrs["parametric"] and norm_kind(attrs) is None:
+            for path in attrs["scope"]:
+                layers[path] += 1
+    blocks = {}
+    for name, attrs in arch.graph.nodes(data=True):
+        indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and layers[p] >= 2]
+        if indexed:
+            blocks[name] = indexed[-1]
+    return blocks
 
 
 def _is_tap(attrs: dict) -> bool:
@@ -201,6 +219,7 @@ def select_taps(
 
     chosen: list[tuple[_Evidence, list[tuple[str, float]]]] = []
     remaining = list(evidence)
+    blocks = repeated_blocks(arch)  # at most one tap per repeated block
     outside = 0
     for rank in range(k):
         def utility(item: _Evidence) -> float:
@@ -218,7 +237,9 @@ def select_taps(
             break
         best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
         best_index = arch[best.node]["layer_index"]
-        near = [i for i in remaining if abs(arch[i.node]["layer_index"] - best_index) < spacing]
+        block = blocks.get(best.node)
+        near = [i for i in remaining if abs(arch[i.node]["layer_index"] - best_index) < spacing
+                or (block is not None and blocks.get(i.node) == block)]
         beaten = sorted(
             ((i.node, i.score) for i in near if i is not best), key=lambda pair: -pair[1]
         )

@@ -169,3 +169,17 @@ def test_default_taps_on_the_zoo_break_no_guard(build, position):
         taps = tapfinder.select_taps(arch, k=3, position=position)
     assert len(taps) == 3
     assert {t.node: guard_violations(arch, t.node) for t in taps} == {t.node: [] for t in taps}
+
+
+@pytest.mark.parametrize("position", ["input", "uniform"])
+def test_at_most_one_tap_per_repeated_block(position):
+    from tapfinder.rank import repeated_blocks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = tapfinder.trace(tv.mobilenet_v2(), (2, 3, 224, 224))
+        taps = tapfinder.select_taps(arch, k=3, position=position)
+    blocks = repeated_blocks(arch)
+    assert blocks["features_2_conv_0_2"] == blocks["features_2_conv_1_2"] == "features.2"
+    chosen = [blocks.get(t.node) for t in taps]
+    assert len(taps) == 3 and len(set(chosen)) == len(chosen), chosen  # was features.2 twice
