@@ -84,7 +84,7 @@ class HookedDeepSupervision(nn.Module):
         self.model = model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            taps = tapfinder.select_taps(tapfinder.trace(model, shape), k=3)
+            taps = tapfinder.select_taps(tapfinder.trace(model, shape), k=3, position="input")
         named = dict(model.named_modules())
         self.captured: dict[str, torch.Tensor] = {}
         self.heads = nn.ModuleDict()
