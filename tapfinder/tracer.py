@@ -276,18 +276,21 @@ def _user_frame_of_stack() -> traceback.FrameSummary | None:
 
 
 def _last_user_frame(frames: traceback.StackSummary) -> traceback.FrameSummary | None:
-    user_frames = [f for f in frames if not f.filename.startswith((_TORCH_DIR, _OWN_DIR))]
+    # With the separator: torchvision's files must not pass for torch's own.
+    internal = (_TORCH_DIR + os.sep, _OWN_DIR + os.sep)
+    user_frames = [f for f in frames if not f.filename.startswith(internal)]
     return user_frames[-1] if user_frames else None
 
 
-def _root_failure(model: nn.Module, error: BaseException) -> TraceFailure:
+def _root_failure(model: nn.Module, error: BaseException,
+                  example_inputs: tuple[torch.Tensor, ...] | None) -> TraceFailure:
     frame = _user_frame(error)
     where = (
         f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}:\n    {frame.line}'
         if frame
         else ""
     )
-    if not _is_fx_limitation(error):
+    if not _is_fx_limitation(error) and not _runs_eagerly(model, example_inputs):
         return TraceFailure(
             f"{type(model).__name__}.forward raised {_first_line(error)}{where}\n"
             "This is the model's own code failing, not a limit of tracing: check that "
@@ -301,6 +304,26 @@ def _root_failure(model: nn.Module, error: BaseException) -> TraceFailure:
         "(tapfinder then keeps that submodule opaque automatically), or name the modules to keep "
         "opaque with leaf_modules=[...]."
     )
+
+
+def _runs_eagerly(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] | None) -> bool:
+    """Whether the model itself runs on random inputs of the example's shapes: then a failure
+    while tracing is a limit of tracing, not the model's own code. One no-grad pass, with the
+    model restored afterwards; models on the meta device cannot run and count as failing."""
+    from .preserve import preserved_state
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    if example_inputs is None or device.type == "meta":
+        return False
+    try:
+        with preserved_state(model), torch.no_grad():
+            inputs = [torch.randn(t.shape, dtype=t.dtype, device=device) if t.is_floating_point()
+                      else torch.zeros(t.shape, dtype=t.dtype, device=device) for t in example_inputs]
+            model(*inputs)
+    except Exception:  # noqa: BLE001 - any failure means the model's own code fails too
+        return False
+    return True
 
 
 def _is_fx_limitation(error: BaseException) -> bool:
@@ -371,7 +394,7 @@ def trace_model(
     except TraceFailure:
         raise
     except Exception as error:
-        raise _root_failure(model, error) from error
+        raise _root_failure(model, error, example_inputs) from error
     _default_to_concrete_values(model, graph, concrete_args or {})
     return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards))
 

@@ -257,3 +257,15 @@ def test_e18_labels_that_could_be_a_model_argument_ask_for_target_by_keyword():
         scheme(x, True, y)
     assert_same(before, snapshot(model))
     assert scheme(x, True, target=y).loss.requires_grad  # by keyword: the labels are unambiguous
+
+
+def test_e05_a_model_that_runs_but_does_not_trace_is_blamed_on_tracing_with_its_line():
+    # RAFT computes torch.tensor(num_channels) of a traced size: a tracing limit, in a file under
+    # site-packages/torchvision that the source-line filter used to take for torch's own.
+    tv = pytest.importorskip("torchvision.models")
+    model = tv.optical_flow.raft_small().eval()
+    before = snapshot(model)
+    with pytest.raises(TraceFailure, match=r"torch.fx could not trace RAFT\.forward.*\n.*"
+                                           r"torchvision.*raft\.py.*\n.*torch\.tensor\(num_channels\)"):
+        tapfinder.trace(model, ((1, 3, 128, 128), (1, 3, 128, 128)))
+    assert_same(before, snapshot(model))  # the check that the model runs left no trace
