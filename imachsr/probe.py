@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from tapfinder.inputs import normalize_example_inputs
+from tapfinder.inputs import normalize_example_inputs, random_inputs
 from tapfinder.preserve import preserved_state
 
 from .instrument import TappedModel
@@ -44,7 +44,7 @@ def probe_hook_taps(tapped: TappedModel, example_inputs: Any) -> HookTaps:
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     with preserved_state(model), torch.no_grad():  # random inputs: the RNG is restored too
-        inputs = tuple(_random_like(t, device) for t in normalize_example_inputs(example_inputs))
+        inputs = random_inputs(normalize_example_inputs(example_inputs), device)
         output, features = tapped(*inputs)
     described = {}
     for name, feature in features.items():
@@ -58,8 +58,3 @@ def probe_hook_taps(tapped: TappedModel, example_inputs: Any) -> HookTaps:
     image = next((t for t in inputs if t.dim() >= 3), None)
     return HookTaps(described, output, tuple(image.shape[2:]) if image is not None else None)
 
-
-def _random_like(example: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if example.is_floating_point():
-        return torch.randn(example.shape, dtype=example.dtype, device=device)
-    return torch.zeros(example.shape, dtype=example.dtype, device=device)

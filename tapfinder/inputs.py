@@ -12,7 +12,7 @@ import torch
 
 from .errors import InvalidInputError
 
-__all__ = ["normalize_example_inputs"]
+__all__ = ["normalize_example_inputs", "random_inputs"]
 
 _HINT = (
     "Pass a tensor, a tuple of tensors, a shape such as (1, 3, 224, 224), or a tuple of shapes "
@@ -89,3 +89,10 @@ def _describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def random_inputs(example_inputs: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Tensor]:
+    """Real tensors of the examples' shapes and dtypes on ``device``, to run a model once:
+    standard normal values for floating inputs, zeros (valid token ids) for the others."""
+    return [torch.randn(t.shape, dtype=t.dtype, device=device) if t.is_floating_point()
+            else torch.zeros(t.shape, dtype=t.dtype, device=device) for t in example_inputs]

@@ -310,6 +310,7 @@ def _runs_eagerly(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] | N
     """Whether the model itself runs on random inputs of the example's shapes: then a failure
     while tracing is a limit of tracing, not the model's own code. One no-grad pass, with the
     model restored afterwards; models on the meta device cannot run and count as failing."""
+    from .inputs import random_inputs
     from .preserve import preserved_state
 
     parameter = next(model.parameters(), None)
@@ -318,9 +319,7 @@ def _runs_eagerly(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] | N
         return False
     try:
         with preserved_state(model), torch.no_grad():
-            inputs = [torch.randn(t.shape, dtype=t.dtype, device=device) if t.is_floating_point()
-                      else torch.zeros(t.shape, dtype=t.dtype, device=device) for t in example_inputs]
-            model(*inputs)
+            model(*random_inputs(example_inputs, device))
     except Exception:  # noqa: BLE001 - any failure means the model's own code fails too
         return False
     return True
