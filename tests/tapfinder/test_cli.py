@@ -22,14 +22,19 @@ def test_summary_prints_the_structure_and_writes_json(capsys, tmp_path):
     assert json.loads(path.read_text())["model_name"] == "ResNet"
 
 
-def test_unknown_model_is_a_usage_error_with_close_matches(capsys):
-    assert main(["summary", "torchvision:resnt18"]) == 2
-    assert "Did you mean: resnet18" in capsys.readouterr().err
-
-
-def test_a_model_that_fails_on_the_input_shape_exits_1(capsys):
-    assert main(["summary", "torchvision:resnet18", "--input-shape", "1,3"]) == 1
-    assert "failed at node 'conv1'" in capsys.readouterr().err
+@pytest.mark.parametrize("arguments, code, message", [
+    pytest.param(["summary", "torchvision:resnt18"], 2, "Did you mean: resnet18",
+                 id="unknown-model-close-matches"),
+    pytest.param(["inspect", "torchvison:resnet18"], 2, "Did you mean torchvision:resnet18?",
+                 id="misspelt-zoo"),
+    pytest.param(["summary", "torchvision:resnet18", "--input-shape", "1,3"], 1,
+                 "failed at node 'conv1'", id="fails-on-the-input-shape"),
+    pytest.param(["summary", "torchvision:resnet18", "--input-shape", "3,64,64"], 1,
+                 "--input-shape 1,3,64,64", id="image-shape-without-batch-hint"),
+])
+def test_bad_models_and_shapes_exit_with_what_to_do(arguments, code, message, capsys):
+    assert main(arguments) == code
+    assert message in capsys.readouterr().err
 
 
 def test_malformed_input_shape_is_a_usage_error(capsys):
@@ -95,16 +100,6 @@ def test_the_lazy_package_keeps_trace_and_render_as_functions_after_their_module
             "print('ok')")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.stdout.strip() == "ok", completed.stderr
-
-
-def test_a_misspelt_zoo_suggests_the_zoo(capsys):
-    assert main(["inspect", "torchvison:resnet18"]) == 2
-    assert "Did you mean torchvision:resnet18?" in capsys.readouterr().err
-
-
-def test_an_image_shape_without_batch_gets_a_hint(capsys):
-    assert main(["summary", "torchvision:resnet18", "--input-shape", "3,64,64"]) == 1
-    assert "--input-shape 1,3,64,64" in capsys.readouterr().err
 
 
 def test_token_strides_leave_the_class_token_out(capsys):
