@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     from .candidates import find_candidates
     from .rank import select_taps
-    from .render import render
+    from .render import LARGE_DRAWING, drawn_boxes, render
     from .report import report_document, report_table
     from .trace import trace
 
@@ -142,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "render" or arguments.render:
             target = arguments.output if arguments.command == "render" else arguments.render
             render(arch, target, candidates=candidates, taps=taps, collapse=arguments.collapse)
+            boxes = len(drawn_boxes(arch, arguments.collapse))
+            if boxes > LARGE_DRAWING:
+                deeper = "a smaller --collapse DEPTH" if arguments.collapse else "--collapse 2"
+                print(f"tapfinder: hint: the drawing has {boxes} boxes, too tall to read; "
+                      f"{deeper} draws each block as one box", file=sys.stderr)
     except ValueError as error:
         print(f"tapfinder: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,7 +17,7 @@ from .candidates import Candidate
 from .graph import ArchGraph, carries_tensors
 from .rank import Tap, merge_candidates
 
-__all__ = ["render", "KIND_COLOURS"]
+__all__ = ["render", "drawn_boxes", "KIND_COLOURS", "LARGE_DRAWING"]
 
 KIND_COLOURS = {
     "downsampling": "#8ecae6",
@@ -30,6 +30,8 @@ KIND_COLOURS = {
 }
 _OTHER_KIND = "#bde0fe"
 FORMATS = ("svg", "png", "pdf", "dot")
+# Boxes beyond which a drawing is too tall to read on a screen (ConvNeXt-T uncollapsed: ~400).
+LARGE_DRAWING = 150
 
 
 def _shape_text(shape: object) -> str:
@@ -42,6 +44,19 @@ def _box_of(attrs: dict, collapse: int | None) -> str | None:
     if collapse is None or collapse < 1 or len(scope) < collapse:
         return None
     return scope[collapse - 1]
+
+
+def drawn_boxes(arch: ArchGraph, collapse: int | None = None) -> dict[str, list[str]]:
+    """The boxes a drawing has: each box's name and the graph nodes folded into it, in order.
+
+    Only nodes that carry tensors are drawn; with ``collapse``, the nodes of each module at that
+    nesting depth share one box named after the module.
+    """
+    boxes: dict[str, list[str]] = defaultdict(list)
+    for name, attrs in arch.graph.nodes(data=True):
+        if (carries_tensors(attrs) and attrs["op"] != "get_attr") or attrs["op"] == "output":
+            boxes[_box_of(attrs, collapse) or name].append(name)
+    return dict(boxes)
 
 
 def render(
@@ -69,12 +84,8 @@ def render(
     taps = list(taps)
     top_kind = {e.node: e.kinds[0] for e in merge_candidates(arch, candidates)}
     tap_number = {tap.node: i for i, tap in enumerate(taps, start=1)}
-
-    drawn = [
-        n for n, a in arch.graph.nodes(data=True)
-        if (carries_tensors(a) and a["op"] != "get_attr") or a["op"] == "output"
-    ]
-    representative = {n: _box_of(arch[n], collapse) or n for n in drawn}
+    members_of = drawn_boxes(arch, collapse)
+    representative = {member: rep for rep, members in members_of.items() for member in members}
 
     dot = graphviz.Digraph(arch.model_name or "model", graph_attr={
         "rankdir": "TB", "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.15",
@@ -84,9 +95,6 @@ def render(
                   "fontname": "Helvetica", "fontsize": "9", "height": "0.3"},
         edge_attr={"arrowsize": "0.5", "color": "#666666"})
 
-    members_of: dict[str, list[str]] = defaultdict(list)
-    for name in drawn:
-        members_of[representative[name]].append(name)
     clusters: dict[str | None, list[str]] = defaultdict(list)
     for rep, members in members_of.items():
         scope = arch[members[0]]["scope"]
@@ -145,21 +153,35 @@ def _label(
     last = members[-1]
     attrs = arch[last]
     if rep in arch.graph:
-        what = attrs["module_type"] if attrs["op"] == "call_module" else str(attrs["target"]).rsplit(".", 1)[-1]
-        title = f"{rep}\n{what}"
+        what = _operation(attrs)
+        title = rep if what == rep else f"{rep}\n{what}"
     else:
-        title = f"{rep}\n{arch.module_types.get(rep, 'module')} ({len(members)} ops)"
+        inside = f"{len(members)} ops" if len(members) > 1 else _operation(attrs)
+        title = f"{rep}\n{arch.module_types.get(rep, 'module')} ({inside})"
     label = f"{title}\n{_shape_text(attrs['shape'])}"
     style: dict[str, str] = {}
     kinds = [top_kind[m] for m in members if m in top_kind]
     if kinds:
         # A collapsed box takes the colour of its last candidate: the block's output.
         style["fillcolor"] = KIND_COLOURS.get(kinds[-1], _OTHER_KIND)
-    numbers = [tap_number[m] for m in members if m in tap_number]
-    if numbers:
-        label = f"TAP {', '.join(map(str, numbers))}\n{label}"
+    inner_taps = [m for m in members if m in tap_number]
+    if inner_taps:
+        if rep in arch.graph:
+            heading = f"TAP {tap_number[rep]}"
+        else:  # a folded module: say which of its nodes each tap reads
+            heading = "\n".join(f"TAP {tap_number[m]} at {m}" for m in inner_taps)
+        label = f"{heading}\n{label}"
         style.update(penwidth="3", color="#d00000", fontcolor="#d00000", fontsize="11")
     return label, style
+
+
+def _operation(attrs: dict) -> str:
+    """What a node does, in a word: its module's class, or its function's or method's name."""
+    if attrs["op"] == "call_module":
+        return attrs["module_type"]
+    if attrs["op"] == "placeholder":
+        return "input"
+    return str(attrs["target"]).rsplit(".", 1)[-1]
 
 
 def _write(dot: graphviz.Digraph, path: Path) -> None:

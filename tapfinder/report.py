@@ -23,16 +23,23 @@ def report_table(arch: ArchGraph, candidates: Iterable[Candidate], taps: Iterabl
     lines = [f"{arch.model_name}: {len(evidence)} candidate nodes, {len(taps)} taps", "", "Taps:"]
     for number, tap in enumerate(taps, start=1):
         lines.append(f" {number}. " + tap.explain().replace("\n", "\n    "))
-    lines += ["", "Candidates:", f"  {'tap':3} {'node':40} {'module':34} {'kinds':36} "
-              f"{'shape':20} {'depth':>5}  reason"]
+    rows = [("tap", "node", "module", "kinds", "shape", "depth", "reason")]
     for item in evidence:
         attrs = arch[item.node]
-        lines.append(
-            f"  {str(chosen.get(item.node, '')):3} {item.node[:40]:40} {str(attrs['module'] or '-')[:34]:34} "
-            f"{','.join(item.kinds)[:36]:36} {str(attrs['shape'])[:20]:20} {attrs['depth']:5.2f}  "
-            f"{item.reasons[0]}"
-        )
+        shape = "x".join(map(str, attrs["shape"])) if isinstance(attrs["shape"], tuple) else "-"
+        rows.append((str(chosen.get(item.node, "")), item.node, attrs["module"] or "-",
+                     ",".join(item.kinds), shape, f"{attrs['depth']:.2f}", item.reasons[0]))
+    lines += ["", "Candidates:", *_aligned(rows)]
     return "\n".join(lines)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines with every column as wide as its widest cell (nothing is cut); the last
+    column is left ragged and the depth column right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  " + " ".join(cell.rjust(width) if i == 5 else cell.ljust(width)
+                            for i, (cell, width) in enumerate(zip(row, widths))) + " " + row[-1]
+            for row in rows]
 
 
 def report_document(

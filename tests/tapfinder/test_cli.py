@@ -73,6 +73,13 @@ def test_render_writes_the_file_creating_its_folder(tmp_path, capsys):
     assert path.read_text().startswith("digraph") and "TAP 1" in path.read_text()
 
 
+def test_a_drawing_too_tall_to_read_gets_a_collapse_hint(tmp_path, capsys):
+    assert main(["render", "torchvision:resnet50", "-o", str(tmp_path / "r.dot")]) == 0
+    assert "--collapse 2 draws each block as one box" in capsys.readouterr().err
+    assert main(["render", "torchvision:resnet50", "-o", str(tmp_path / "r.dot"), "--collapse", "2"]) == 0
+    assert "hint" not in capsys.readouterr().err
+
+
 def test_an_unwritable_drawing_path_exits_1_with_a_message(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")

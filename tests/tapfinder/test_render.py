@@ -8,7 +8,7 @@ import torch
 import tapfinder
 from tapfinder.candidates import find_candidates
 from tapfinder.rank import select_taps
-from tapfinder.render import render
+from tapfinder.render import drawn_boxes, render
 
 tv = pytest.importorskip("torchvision.models")
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is missing")
@@ -38,6 +38,33 @@ def test_collapse_draws_each_block_as_one_box(analysed):
     collapsed = render(arch, candidates=candidates, taps=taps, collapse=2).source
     assert collapsed.count("->") < full.count("->") / 3
     assert "BasicBlock (" in collapsed
+
+
+
+def test_labels_say_each_thing_once(analysed):
+    arch, candidates, taps = analysed
+    full = render(arch, candidates=candidates, taps=taps).source
+    assert 'label="x\ninput' in full and 'label="x\nx' not in full  # the input, named once
+    wrapped = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), torch.nn.ReLU())
+    folded = render(tapfinder.trace(wrapped, (1, 3, 8, 8)), collapse=1).source
+    assert "Sequential (Conv2d)" in folded and "(1 ops)" not in folded
+
+
+def test_a_folded_box_names_the_node_each_of_its_taps_reads(analysed):
+    arch, candidates, taps = analysed
+    collapsed = render(arch, candidates=candidates, taps=taps, collapse=1).source
+    for number, tap in enumerate(taps, start=1):
+        if arch[tap.node]["scope"]:
+            assert f"TAP {number} at {tap.node}" in collapsed
+
+
+def test_drawn_boxes_fold_modules_at_the_collapse_depth(analysed):
+    arch, _, _ = analysed
+    full, by_stage = drawn_boxes(arch), drawn_boxes(arch, collapse=1)
+    assert {"layer1", "layer2", "layer3", "layer4"} <= by_stage.keys()
+    assert len(by_stage) < len(full) / 4
+    assert sorted(m for members in by_stage.values() for m in members) == sorted(
+        m for members in full.values() for m in members)
 
 
 @needs_dot
