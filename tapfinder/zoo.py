@@ -4,7 +4,8 @@ Specs:
 
 - ``torchvision:NAME`` — any name in ``torchvision.models.list_models()``;
 - ``timm:NAME`` — any name in ``timm.list_models()``;
-- ``smp:ARCH:ENCODER`` — a segmentation-models-pytorch architecture and encoder;
+- ``smp:ARCH:ENCODER`` — a segmentation-models-pytorch architecture and encoder (``tu-NAME``
+  for any timm model as the encoder, as smp spells it);
 - ``package.module:factory`` — a callable in an importable module (the user's own model).
 
 Weights are never downloaded: the zoos are asked for random initialisation.
@@ -104,9 +105,15 @@ def _smp(name: str, kwargs: dict) -> nn.Module:
     if arch not in architectures:
         raise _unknown("segmentation-models-pytorch", arch, sorted(architectures))
     encoder = encoder or "resnet34"
-    known_encoders = smp.encoders.get_encoder_names()
-    if encoder not in known_encoders:
-        raise _unknown("segmentation-models-pytorch encoder", encoder, known_encoders)
+    if encoder.startswith("tu-"):  # smp's "timm universal" encoders: any timm model
+        timm_names = _import("timm").list_models()
+        if encoder[3:] not in timm_names:
+            raise _unknown("timm", encoder[3:], timm_names)
+    else:
+        known_encoders = smp.encoders.get_encoder_names()
+        if encoder not in known_encoders:
+            raise _unknown("segmentation-models-pytorch encoder", encoder,
+                           [*known_encoders, "tu-<any timm model>"])
     return architectures[arch](encoder_name=encoder, encoder_weights=None, **kwargs)
 
 

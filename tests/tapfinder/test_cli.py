@@ -27,6 +27,8 @@ def test_summary_prints_the_structure_and_writes_json(capsys, tmp_path):
                  id="unknown-model-close-matches"),
     pytest.param(["inspect", "torchvison:resnet18"], 2, "Did you mean torchvision:resnet18?",
                  id="misspelt-zoo"),
+    pytest.param(["summary", "smp:FPN:tu-regnetx_02"], 2, "Unknown timm model 'regnetx_02'",
+                 id="unknown-timm-encoder-of-smp"),
     pytest.param(["summary", "torchvision:resnet18", "--input-shape", "1,3"], 1,
                  "failed at node 'conv1'", id="fails-on-the-input-shape"),
     pytest.param(["summary", "torchvision:resnet18", "--input-shape", "3,64,64"], 1,
@@ -35,6 +37,11 @@ def test_summary_prints_the_structure_and_writes_json(capsys, tmp_path):
 def test_bad_models_and_shapes_exit_with_what_to_do(arguments, code, message, capsys):
     assert main(arguments) == code
     assert message in capsys.readouterr().err
+
+
+def test_smp_takes_any_timm_model_as_encoder(capsys):
+    assert main(["summary", "smp:DeepLabV3Plus:tu-regnetx_002", "--input-shape", "1,3,64,64"]) == 0
+    assert "DeepLabV3Plus" in capsys.readouterr().out
 
 
 def test_malformed_input_shape_is_a_usage_error(capsys):
