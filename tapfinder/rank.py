@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -262,9 +262,13 @@ def select_taps(
         )
     order = {name: i for i, name in enumerate(arch.graph)}
     _, block_outputs = scope_bounds(arch)
+    # A block holds more than one step: a lone layer (a pool, an Identity) closes nothing.
+    steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
+                    if attrs["value"] == "tensor" for path in attrs["scope"])
     closes = {}
     for path, node in block_outputs.items():  # outer modules first: keep the outermost
-        closes.setdefault(node, path)
+        if steps[path] >= 2:
+            closes.setdefault(node, path)
     taps = [
         Tap(
             node=item.node,

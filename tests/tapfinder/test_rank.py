@@ -102,3 +102,12 @@ def test_a_full_window_is_completed_by_the_nearest_candidates_outside_it():
         taps = select_taps(arch, k=3, position="input")
     depths = sorted(t.depth for t in taps)
     assert len(taps) == 3 and depths[1] <= 0.5 < depths[2]
+
+
+def test_a_lone_layer_is_not_a_block_a_tap_closes():
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU())
+    arch = tapfinder.trace(model, (1, 3, 32, 32))
+    taps = select_taps(arch, find_candidates(arch), k=2, spacing=1)
+    assert taps and all(tap.closes is None for tap in taps), [(t.node, t.closes) for t in taps]
