@@ -12,7 +12,7 @@ import torch
 if TYPE_CHECKING:
     from .train import RunResult, TrainConfig
 
-__all__ = ["plot_curves", "plot_predictions"]
+__all__ = ["plot_curves", "loss_figure", "metric_figure", "plot_predictions"]
 
 
 def _pyplot():
@@ -25,68 +25,106 @@ def _pyplot():
 
 
 def plot_curves(runs: Sequence[RunResult], labels: Sequence[str], out: Path) -> None:
-    """``loss_curve.png`` (training loss and output CE per epoch) and ``metric_curve.png``
-    (validation mIoU per epoch) in ``out``."""
+    """``loss_curve.png`` (:func:`loss_figure`) and ``metric_curve.png`` (validation mIoU per
+    epoch) in ``out``."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name, figure in (("loss_curve.png", loss_figure(runs, labels)),
+                         ("metric_curve.png", metric_figure(runs, labels))):
+        figure.savefig(out / name, dpi=120)
+        plt.close(figure)
+
+
+def loss_figure(runs: Sequence[RunResult], labels: Sequence[str]):
+    """Two panels: the output cross-entropy, which every arm minimises and so can be compared
+    across arms, and each arm's whole objective, which for iMacHSR adds the taps' terms and so
+    is not comparable with output-only's."""
+    plt = _pyplot()
+    figure, (output_axis, objective_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
     for run, label in zip(runs, labels):
         epochs = [r["epoch"] + 1 for r in run.history]
-        axis.plot(epochs, [r["loss"] for r in run.history], marker="o", label=f"{label}: total loss")
-        axis.plot(epochs, [r["ce"] for r in run.history], linestyle="--", label=f"{label}: output CE")
-    axis.set(xlabel="epoch", ylabel="training loss", title="Training loss")
-    axis.legend(fontsize=7)
+        output_axis.plot(epochs, [r["ce"] for r in run.history], marker="o", label=label)
+        objective_axis.plot(epochs, [r["loss"] for r in run.history], marker="o", label=label)
+    output_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Output cross-entropy (training)")
+    objective_axis.set(xlabel="epoch", ylabel="objective",
+                       title="Whole objective (iMacHSR adds the taps' terms)")
+    for axis in (output_axis, objective_axis):
+        _whole_epochs(axis)
+        axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(out / "loss_curve.png", dpi=120)
-    plt.close(figure)
+    return figure
 
+
+def metric_figure(runs: Sequence[RunResult], labels: Sequence[str]):
+    """Validation mIoU per epoch, one line per arm."""
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for run, label in zip(runs, labels):
         axis.plot([r["epoch"] + 1 for r in run.history], [r["val"]["mIoU"] * 100 for r in run.history],
                   marker="o", label=label)
     axis.set(xlabel="epoch", ylabel="validation mIoU (%)", title="Validation mIoU")
+    _whole_epochs(axis)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(out / "metric_curve.png", dpi=120)
-    plt.close(figure)
+    return figure
+
+
+def _whole_epochs(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: Sequence[str],
                      path: Path, samples: int = 4) -> Path:
-    """A grid: one test image per row; image, ground truth, then each checkpoint's prediction."""
+    """A grid: one test image per row; image, ground truth, then each checkpoint's prediction,
+    with a legend of the classes that appear (ignored pixels are black)."""
+    from matplotlib.patches import Patch
+
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from .scheme import model_logits
     from .train import _build, _datasets
 
     plt = _pyplot()
     _, _, test_set, classes = _datasets(config)
+    names = getattr(test_set.base, "class_names", None) or [str(c) for c in range(classes)]
     models = []
     for checkpoint in checkpoints:
         model = _build(config, classes)
         model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
         models.append(model.eval())
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    colours = plt.get_cmap("tab20").resampled(max(classes, 20))
     columns = ["image", "ground truth", *labels]
     figure, axes = plt.subplots(samples, len(columns), figsize=(2 * len(columns), 2 * samples),
                                 squeeze=False)
+    present: set[int] = set()
     with torch.no_grad():
         for row in range(min(samples, len(test_set))):
             image, truth = test_set[row]
-            shown = [((image * std + mean).clamp(0, 1)).permute(1, 2, 0), truth]
-            for model in models:
-                from .scheme import model_logits
-
-                logits = model_logits(model(image[None]))
-                shown.append(logits.argmax(1)[0])
-            for column, picture in enumerate(shown):
+            maps = [truth, *(model_logits(model(image[None])).argmax(1)[0] for model in models)]
+            for column in range(len(columns)):
                 axis = axes[row][column]
                 if column == 0:
-                    axis.imshow(picture.numpy())
+                    axis.imshow(((image * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy())
                 else:
-                    axis.imshow(picture.numpy(), cmap="tab20", vmin=0, vmax=max(classes, 20) - 1,
-                                interpolation="nearest")
+                    classes_map = maps[column - 1]
+                    present.update(int(c) for c in classes_map.unique() if c < classes)
+                    axis.imshow(_colour(classes_map, colours, classes), interpolation="nearest")
                 axis.set_axis_off()
                 if row == 0:
                     axis.set_title(columns[column], fontsize=9)
+    handles = [Patch(color=colours(c), label=names[c]) for c in sorted(present)]
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=min(len(handles), 11), fontsize=7, frameon=False, handlelength=1.0,
+                  columnspacing=0.8)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def _colour(class_map: torch.Tensor, colours, classes: int) -> torch.Tensor:
+    """An RGB picture of a class map: each class its legend colour, anything else black."""
+    table = torch.tensor([colours(c)[:3] for c in range(classes)] + [(0.0, 0.0, 0.0)])
+    index = torch.where(class_map < classes, class_map, torch.full_like(class_map, classes))
+    return table[index]
