@@ -217,7 +217,7 @@ def test_e15_a_wrong_data_folder_says_what_was_expected_where(tmp_path, capsys):
 
 def test_e16_resuming_from_another_models_checkpoint_is_refused_and_keeps_it(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_main([*TRAIN, "--out", str(out)]) == 0
+    assert train_main([*TRAIN, "--keep-state", "--out", str(out)]) == 0
     saved = (out / "state.pt").read_bytes()
     other = [*TRAIN, "--model", "smp:Unet:resnet18", "--epochs", "2", "--resume", "--out", str(out)]
     assert train_main(other) == 2

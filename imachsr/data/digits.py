@@ -48,6 +48,7 @@ class DigitCanvas(Dataset):
 
     num_classes = 11
     class_names = ("background", *(str(d) for d in range(10)))
+    mirror_invariant = False  # a mirrored 2 is not a 2: training augmentation must not flip
 
     def __init__(
         self,

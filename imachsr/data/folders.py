@@ -40,6 +40,7 @@ class FolderSegmentation(Dataset):
     num_classes: int
     class_names: Sequence[str]
     layout_hint: str
+    mirror_invariant = True  # street scenes stay street scenes in a mirror: flips augment
 
     def __init__(
         self,

@@ -25,8 +25,9 @@ def test_compare_trains_both_and_writes_every_artefact(tmp_path, capsys):
         history = results["history"]
         assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
         assert 0.0 <= results["test"]["mIoU"] <= 1.0
-        for name in ("model.pt", "state.pt", "loss_curve.png", "metric_curve.png"):
+        for name in ("model.pt", "loss_curve.png", "metric_curve.png"):
             assert (out / method / name).stat().st_size > 0
+        assert not (out / method / "state.pt").exists()  # only an unfinished run keeps it
     for name in ("loss_curve.png", "metric_curve.png", "qualitative.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     taps = [k for k in json.loads((out / "imachsr" / "metrics.json").read_text())["history"][0] if k.startswith("mi/")]
@@ -39,13 +40,36 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
     constant = ["--schedule", "constant", "--lr-schedule", "constant"]
     common = [*TINY, *constant, "--epochs", "2", "--limit-steps", "2"]
     assert main([*common, "--out", str(tmp_path / "straight")]) == 0
-    assert main([*TINY, *constant, "--epochs", "1", "--limit-steps", "2",
+    assert main([*TINY, *constant, "--epochs", "1", "--limit-steps", "2", "--keep-state",
                  "--out", str(tmp_path / "split")]) == 0
     assert main([*common, "--resume", "--out", str(tmp_path / "split")]) == 0
     straight = torch.load(tmp_path / "straight" / "model.pt")
     resumed = torch.load(tmp_path / "split" / "model.pt")
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_an_interrupted_run_leaves_its_state_and_resumes(tmp_path, monkeypatch):
+    import imachsr.train as training
+
+    out = tmp_path / "run"
+    arguments = [*TINY, "--epochs", "2", "--limit-steps", "2", "--out", str(out)]
+    real_epoch = training._train_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[4] == 1:  # the second epoch
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(arguments)
+    assert (out / "state.pt").is_file() and not (out / "metrics.json").exists()
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    assert main([*arguments, "--resume"]) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [record["epoch"] for record in history] == [0, 1]
+    assert not (out / "state.pt").exists()
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -72,8 +96,8 @@ def test_train_help_gives_every_option_its_default(capsys):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
-                  "(default: head)", "(default: 0.4)", "(default: 0.01)", "(default: 5)",
-                  "(default: 0.001)", "(default: runs/imachsr)"):
+                  "(default: head)", "(default: 0.4)", "(default: 0.01)", "(default: 8)",
+                  "(default: 0.002)", "(default: runs/imachsr)"):
         assert shown in text
 
 
@@ -98,3 +122,40 @@ def test_the_same_command_runs_under_torchrun(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "test mIoU" in completed.stdout
     assert (tmp_path / "ddp" / "metrics.json").is_file()
+
+
+def test_the_comparison_names_every_class_and_says_what_one_seed_means():
+    from imachsr.train import RunResult, comparison_table
+
+    def run(ious: list[float]) -> RunResult:
+        test = {"mIoU": (ious[0] + ious[1]) / 2, "mF1": 0.5, "mPre": 0.5, "mRec": 0.5, "IoU": ious}
+        return RunResult({"seed": 3}, test=test, class_names=["background", "0", "1"])
+
+    table = comparison_table(run([0.9, 0.5, float("nan")]), run([0.9, 0.4333, float("nan")]))
+    assert "background" in table and "  0 " in table and " 50.0 " in table and " 43.3" in table
+    assert " -" in table.splitlines()[-3]  # a class absent from the test set
+    assert "3.3 mIoU points below output-only on this seed (3)" in table
+    assert "docs/results.md" in table
+
+
+@pytest.mark.parametrize("flip, data, expected", [(None, "digits", False), (True, "digits", True)])
+def test_digits_are_not_flipped_unless_asked(flip, data, expected):
+    from imachsr.train import TrainConfig, _datasets
+
+    config = TrainConfig(data=data, flip=flip, size=32, train_length=2, eval_length=2)
+    train_set = _datasets(config)[0]
+    assert train_set.transform.flip is expected
+
+
+def test_the_loss_figure_keeps_objectives_apart_and_epochs_whole():
+    from imachsr.figures import loss_figure, metric_figure
+    from imachsr.train import RunResult
+
+    history = [{"epoch": e, "loss": 1.0 / (e + 1), "ce": 0.5, "val": {"mIoU": 0.1 * e}} for e in range(3)]
+    runs = [RunResult({}, history=history), RunResult({}, history=history)]
+    loss = loss_figure(runs, ["output-only", "iMacHSR"])
+    assert [axis.get_ylabel() for axis in loss.axes] == ["cross-entropy", "objective"]
+    for figure in (loss, metric_figure(runs, ["output-only", "iMacHSR"])):
+        for axis in figure.axes:
+            ticks = [t for t in axis.get_xticks() if 1 <= t <= 3]
+            assert ticks and all(float(t).is_integer() for t in ticks)
