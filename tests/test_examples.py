@@ -1,0 +1,48 @@
+"""Every script in examples/ runs as a user would run it (``--smoke``), and the README's Python
+snippets run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
+def test_example_runs_with_smoke(script: Path, tmp_path: Path):
+    done = subprocess.run([sys.executable, str(script), "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip(), "an example should say what it did"
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
+def test_example_says_how_to_run_it(script: Path):
+    text = script.read_text()
+    docstring = re.match(r'"""(.*?)"""', text, re.S)
+    assert docstring and "Run:" in docstring.group(1) and "--smoke" in docstring.group(1)
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_snippets_run_as_written(tmp_path: Path):
+    """The README's Python blocks, in order, in one namespace (a reader pastes them one by one)."""
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 3
+    program = "\n".join(blocks)
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
