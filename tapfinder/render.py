@@ -156,8 +156,9 @@ def _label(
         what = _operation(attrs)
         title = rep if what == rep else f"{rep}\n{what}"
     else:
+        kind = arch.module_types.get(rep, "module")
         inside = f"{len(members)} ops" if len(members) > 1 else _operation(attrs)
-        title = f"{rep}\n{arch.module_types.get(rep, 'module')} ({inside})"
+        title = f"{rep}\n{kind}" if inside == kind else f"{rep}\n{kind} ({inside})"
     label = f"{title}\n{_shape_text(attrs['shape'])}"
     style: dict[str, str] = {}
     kinds = [top_kind[m] for m in members if m in top_kind]
