@@ -114,13 +114,21 @@ class _MetaEvaluator:
 
 class _ShapeProxy(fx.Proxy):
     """A proxy Python may convert with ``int()`` or ``float()`` (``int(n ** 0.5)`` of a token
-    count in ConViT, SAM, NesT): the tracer computes the number from the example shapes."""
+    count in ConViT, SAM, NesT) or ask the ``len()`` of (``len(x.size())`` in
+    ``nn.TransformerEncoder``): the tracer computes the number from the example shapes."""
 
     def __int__(self) -> int:
         return self.tracer._concrete(self, int, _not_a_number)
 
+    def __len__(self) -> int:
+        return self.tracer._concrete(self, len, _no_length)
+
     def __float__(self) -> float:
         return self.tracer._concrete(self, float, _not_a_number)
+
+
+def _no_length(obj: fx.Proxy) -> Any:
+    raise RuntimeError(f"len() of the traced value {obj.node.name} needs example inputs")
 
 
 def _not_a_number(obj: fx.Proxy) -> Any:
@@ -211,6 +219,8 @@ class ScopeTracer(fx.Tracer):
             return True
         if self.leaf_types and isinstance(m, self.leaf_types):
             return True
+        if isinstance(m, TRACED_TORCH_STACKS):
+            return False  # torch.nn's own, but made of layers: their blocks are the structure
         return super().is_leaf_module(m, module_qualified_name)
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, fx.Proxy]) -> Any:
@@ -260,6 +270,14 @@ class ScopeTracer(fx.Tracer):
             for name, proxy in list(self._parameter_proxy_cache.items()):
                 if proxy.node in erased:
                     del self._parameter_proxy_cache[name]
+
+
+# torch.nn modules fx would keep opaque (all of torch.nn is a leaf to it) that are stacks of
+# layers: traced into, so that each encoder layer is a block; MultiheadAttention stays one node.
+TRACED_TORCH_STACKS = (
+    nn.Transformer, nn.TransformerEncoder, nn.TransformerDecoder, nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+)
 
 
 def _first_line(error: BaseException) -> str:

@@ -136,3 +136,20 @@ class TokenBlock(nn.Module):
         attended = torch.nn.functional.scaled_dot_product_attention(q, k, v)
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
         return x + self.mlp(self.norm2(x))
+
+
+class TorchEncoderViT(nn.Module):
+    """Patch embedding, then torch's own ``nn.TransformerEncoder`` (post-norm layers, dropout),
+    then mean pooling and a classifier: a ViT written with the standard library's layers."""
+
+    def __init__(self, dim: int = 32, depth: int = 4, classes: int = 10) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 8, 8)
+        self.position = nn.Parameter(torch.zeros(1, 16, dim))
+        layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch(x).flatten(2).transpose(1, 2) + self.position
+        return self.head(self.encoder(tokens).mean(1))

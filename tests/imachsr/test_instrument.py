@@ -4,7 +4,8 @@ import warnings
 
 import pytest
 import torch
-from architectures import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet, TinyTokenTransformer
+from architectures import (GatedNet, RootBranchNet, ShapeCheckNet, SmallNet, TinyTokenTransformer,
+                           TorchEncoderViT)
 from torch import nn
 
 import imachsr
@@ -148,6 +149,21 @@ def test_token_model_taps():
     tapped = imachsr.instrument(model, ["blocks.0", "embed"], ids)
     output, features = tapped(ids)
     assert torch.equal(output, model(ids)) and features["embed"].shape == (2, 12, 32)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("grad", [True, False])
+def test_torch_transformer_encoder_layers_are_traced_into_and_stay_bit_identical(training, grad):
+    model = TorchEncoderViT().train(training)
+    taps = tapfinder.select_taps(tapfinder.trace(model, (2, 3, 32, 32)), k=3)
+    tapped = imachsr.instrument(model, taps, (2, 3, 32, 32))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.set_grad_enabled(grad):
+        torch.manual_seed(0)
+        expected = model(x)
+        torch.manual_seed(0)
+        output, features = tapped(x)
+    assert torch.equal(output, expected) and len(features) == 3
 
 
 def test_model_logits_picks_the_prediction():

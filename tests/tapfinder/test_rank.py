@@ -111,3 +111,16 @@ def test_a_lone_layer_is_not_a_block_a_tap_closes():
     arch = tapfinder.trace(model, (1, 3, 32, 32))
     taps = select_taps(arch, find_candidates(arch), k=2, spacing=1)
     assert taps and all(tap.closes is None for tap in taps), [(t.node, t.closes) for t in taps]
+
+
+def test_layers_of_torch_transformer_encoder_are_blocks_with_one_tap_each():
+    from architectures import TorchEncoderViT
+    from tapfinder.rank import repeated_blocks
+
+    arch = tapfinder.trace(TorchEncoderViT(), (2, 3, 32, 32))
+    assert set(repeated_blocks(arch).values()) == {f"encoder.layers.{i}" for i in range(4)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # three taps fit: no shortfall warning
+        taps = select_taps(arch, find_candidates(arch), k=3)
+    blocks = [repeated_blocks(arch).get(tap.node) for tap in taps]
+    assert len(taps) == 3 and len([b for b in blocks if b]) == len({b for b in blocks if b}) >= 2
