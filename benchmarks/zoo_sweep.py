@@ -108,6 +108,7 @@ def _timm_trace(model: Any) -> Any:
 def sweep_one(spec: str, run_params: int) -> dict:
     """Run every stage on one model; the record says which stage failed and why."""
     import tapfinder
+    from tapfinder.quality import tap_quality
 
     record: dict[str, Any] = {"model": spec, "outcome": "ok", "seconds": {}}
     stage = "build"
@@ -143,6 +144,12 @@ def sweep_one(spec: str, run_params: int) -> dict:
         if len(taps) < 3:
             raise AssertionError(f"only {len(taps)} of 3 taps fit ({record['nodes']} nodes, "
                                  f"{record['auto_leaves']} auto-leaves)")
+        quality = tap_quality(arch, taps)
+        record["tap_quality"] = {
+            "taps": quality.taps, "block_outputs": quality.block_outputs, "on_main_path": quality.on_main_path,
+            "strides": list(quality.strides), "model_strides": quality.model_strides,
+            "violations": quality.violations,
+        }
 
         if params <= run_params:
             stage = "instrument"
@@ -321,7 +328,29 @@ def report(records: list[dict], elapsed: float) -> str:
         lines += ["", "Most common failures:"]
         lines += [f"{count:5}  {outcome:18} {reason}" for (outcome, reason), count
                   in failures.most_common(15)]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *tap_quality_report(records)])
+
+
+def tap_quality_report(records: list[dict]) -> list[str]:
+    """Totals of the default taps' structural quality (tapfinder.quality) over the models whose
+    taps were chosen."""
+    measured = [r["tap_quality"] for r in records if "tap_quality" in r]
+    if not measured:
+        return []
+    taps = sum(q["taps"] for q in measured)
+    blocks = sum(q["block_outputs"] for q in measured)
+    main = sum(q["on_main_path"] for q in measured)
+    staged = [q for q in measured if q["model_strides"] >= 2]
+    covering = sum(len(q["strides"]) >= 2 for q in staged)
+    violating = [(r["model"], r["tap_quality"]["violations"]) for r in records
+                 if r.get("tap_quality", {}).get("violations")]
+    lines = [f"Default taps (k=3) on {len(measured)} models:",
+             f"  block or stage outputs   {blocks}/{taps} taps",
+             f"  on the main path         {main}/{taps} taps",
+             f"  two or more resolutions  {covering}/{len(staged)} models with several strides",
+             f"  guard violations         {len(violating)} models"]
+    lines += [f"    {model}: {violations}" for model, violations in violating[:10]]
+    return lines
 
 
 def main() -> None:

@@ -31,3 +31,7 @@ def test_a_twenty_model_sample_of_the_zoo_sweep_analyses_every_model(tmp_path):
     checked = [r for r in records if r.get("bit_identical")]
     assert checked, "the sample should include models small enough to instrument on the CPU"
     assert "Most common failures" not in completed.stdout
+    violating = {r["model"]: r["tap_quality"]["violations"] for r in records
+                 if r.get("tap_quality", {}).get("violations")}
+    assert not violating, violating
+    assert "guard violations         0 models" in completed.stdout

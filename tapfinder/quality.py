@@ -1,0 +1,80 @@
+"""How good a set of taps is, from structure alone: what a deep-supervision expert checks first.
+
+A good tap is the output of a block or of a stride stage (where the network hands a finished
+representation on), breaks no guard (:func:`tapfinder.guards.guard_violations`), and a good set
+covers more than one resolution when the network has several. The zoo sweep reports these per
+model (``benchmarks/zoo_sweep.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .graph import ArchGraph
+from .guards import attention_interior, guard_violations
+from .rank import Tap
+from .rules._common import is_feature, scope_bounds
+
+__all__ = ["TapQuality", "tap_quality"]
+
+
+@dataclass(frozen=True)
+class TapQuality:
+    """The structural quality of ``taps`` on one model.
+
+    Attributes
+    ----------
+    taps
+        Number of taps.
+    block_outputs
+        Taps that are the output of a block (a module of more than one step) or the last
+        main-path node of a stride stage.
+    on_main_path
+        Taps every input-to-output path passes through (encoder taps of an encoder-decoder with
+        skip connections are not, and may still be good).
+    strides
+        The distinct feature strides the taps read, in increasing order.
+    model_strides
+        How many distinct strides the model's stages have (:meth:`ArchGraph.stages`, maps or
+        token sets of more than one position): 1 for an isotropic ViT or MLP-Mixer.
+    violations
+        Each tap that breaks a guard, with the guards it breaks.
+    """
+
+    taps: int
+    block_outputs: int
+    on_main_path: int
+    strides: tuple[int, ...]
+    model_strides: int
+    violations: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def covers_resolutions(self) -> bool:
+        """At least two resolutions are supervised, where the model has two or more."""
+        return len(self.strides) >= min(2, self.model_strides)
+
+
+def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
+    """Measure ``taps`` (:class:`~tapfinder.rank.Tap` or node names) on ``arch``."""
+    nodes = [tap.node if isinstance(tap, Tap) else tap for tap in taps]
+    _, block_output_of = scope_bounds(arch)
+    steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
+                    if attrs["value"] == "tensor" for path in attrs["scope"])
+    ends = {node for path, node in block_output_of.items() if steps[path] >= 2} | set(arch.stages())
+    interior = attention_interior(arch)
+    violations = {node: found for node in nodes if (found := guard_violations(arch, node, interior))}
+    model_strides = {round(arch[node]["reduction"]) for node in arch.stages()
+                     if is_feature(arch[node]) and math.prod(arch[node]["spatial"]) > 1}
+    strides = sorted({round(arch[node]["reduction"]) for node in nodes
+                      if arch[node]["reduction"] is not None})
+    return TapQuality(
+        taps=len(nodes),
+        block_outputs=sum(node in ends for node in nodes),
+        on_main_path=sum(bool(arch[node]["on_main_path"]) for node in nodes),
+        strides=tuple(strides),
+        model_strides=len(model_strides),
+        violations=violations,
+    )
