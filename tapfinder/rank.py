@@ -157,6 +157,28 @@ def _outside_utility(arch: ArchGraph, position: str) -> Callable[[_Evidence], fl
     return utility
 
 
+def _new_resolution_for_the_last_tap(arch: ArchGraph, viable: list[_Evidence],
+                                     chosen: list, rank: int, k: int) -> list[_Evidence]:
+    """For the last of k >= 2 taps, when every tap so far reads one resolution: only the viable
+    candidates at another one, if there are any (deep supervision of a multi-stage network
+    should see more than one scale; Swin-S3's three deepest-stage taps were the case)."""
+    if k < 2 or rank != k - 1:
+        return viable
+    strides = {_stride(arch, item.node) for item, _ in chosen}
+    if len(strides) != 1:
+        return viable
+    # Only the strides of the model's stages count: a token-mixing transpose is not a scale.
+    stages = {_stride(arch, node) for node in arch.stages()
+              if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1}
+    others = [item for item in viable if _stride(arch, item.node) in stages - strides]
+    return others or viable
+
+
+def _stride(arch: ArchGraph, node: str) -> int | None:
+    reduction = arch[node]["reduction"]
+    return None if reduction is None else round(reduction)
+
+
 def select_taps(
     arch: ArchGraph,
     candidates: Iterable[Candidate] | None = None,
@@ -235,6 +257,7 @@ def select_taps(
             outside += 1
         if not viable:
             break
+        viable = _new_resolution_for_the_last_tap(arch, viable, chosen, rank, k)
         best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
         best_index = arch[best.node]["layer_index"]
         block = blocks.get(best.node)

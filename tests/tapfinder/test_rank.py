@@ -124,3 +124,30 @@ def test_layers_of_torch_transformer_encoder_are_blocks_with_one_tap_each():
         taps = select_taps(arch, find_candidates(arch), k=3)
     blocks = [repeated_blocks(arch).get(tap.node) for tap in taps]
     assert len(taps) == 3 and len([b for b in blocks if b]) == len({b for b in blocks if b}) >= 2
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
+                                  nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                  nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+def test_the_last_tap_goes_to_another_resolution_when_one_stage_holds_most_of_the_depth():
+    """Swin-S3-like proportions: a long middle stage would take all three uniform taps."""
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Sequential(*[_Residual(8) for _ in range(10)]),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Sequential(_Residual(16)),
+    )
+    arch = tapfinder.trace(model, (2, 3, 64, 64))
+    taps = select_taps(arch, find_candidates(arch), k=3)
+    strides = [arch[tap.node]["reduction"] for tap in taps]
+    assert strides[:2] == [4.0, 4.0] and strides[2] == 8.0, [(t.node, s) for t, s in zip(taps, strides)]
