@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import multiprocessing
 import random
@@ -144,12 +145,7 @@ def sweep_one(spec: str, run_params: int) -> dict:
         if len(taps) < 3:
             raise AssertionError(f"only {len(taps)} of 3 taps fit ({record['nodes']} nodes, "
                                  f"{record['auto_leaves']} auto-leaves)")
-        quality = tap_quality(arch, taps)
-        record["tap_quality"] = {
-            "taps": quality.taps, "block_outputs": quality.block_outputs, "on_main_path": quality.on_main_path,
-            "strides": list(quality.strides), "model_strides": quality.model_strides,
-            "violations": quality.violations,
-        }
+        record["tap_quality"] = dataclasses.asdict(tap_quality(arch, taps))
 
         if params <= run_params:
             stage = "instrument"

@@ -8,15 +8,13 @@ model (``benchmarks/zoo_sweep.py``).
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .graph import ArchGraph
 from .guards import attention_interior, guard_violations
 from .rank import Tap
-from .rules._common import is_feature, scope_bounds
+from .rules._common import block_outputs, stage_strides, stride
 
 __all__ = ["TapQuality", "tap_quality"]
 
@@ -60,21 +58,15 @@ class TapQuality:
 def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
     """Measure ``taps`` (:class:`~tapfinder.rank.Tap` or node names) on ``arch``."""
     nodes = [tap.node if isinstance(tap, Tap) else tap for tap in taps]
-    _, block_output_of = scope_bounds(arch)
-    steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
-                    if attrs["value"] == "tensor" for path in attrs["scope"])
-    ends = {node for path, node in block_output_of.items() if steps[path] >= 2} | set(arch.stages())
+    ends = set(block_outputs(arch).values()) | set(arch.stages())
     interior = attention_interior(arch)
     violations = {node: found for node in nodes if (found := guard_violations(arch, node, interior))}
-    model_strides = {round(arch[node]["reduction"]) for node in arch.stages()
-                     if is_feature(arch[node]) and math.prod(arch[node]["spatial"]) > 1}
-    strides = sorted({round(arch[node]["reduction"]) for node in nodes
-                      if arch[node]["reduction"] is not None})
+    strides = {stride(arch[node]) for node in nodes} - {None}
     return TapQuality(
         taps=len(nodes),
         block_outputs=sum(node in ends for node in nodes),
         on_main_path=sum(bool(arch[node]["on_main_path"]) for node in nodes),
-        strides=tuple(strides),
-        model_strides=len(model_strides),
+        strides=tuple(sorted(strides)),
+        model_strides=len(stage_strides(arch)),
         violations=violations,
     )

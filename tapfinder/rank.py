@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -19,7 +19,7 @@ from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
 from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import norm_kind, scope_bounds
+from .rules._common import block_outputs, norm_kind, stage_strides, stride
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
            "POSITIONS"]
@@ -164,19 +164,12 @@ def _new_resolution_for_the_last_tap(arch: ArchGraph, viable: list[_Evidence],
     should see more than one scale; Swin-S3's three deepest-stage taps were the case)."""
     if k < 2 or rank != k - 1:
         return viable
-    strides = {_stride(arch, item.node) for item, _ in chosen}
+    strides = {stride(arch[item.node]) for item, _ in chosen}
     if len(strides) != 1:
         return viable
     # Only the strides of the model's stages count: a token-mixing transpose is not a scale.
-    stages = {_stride(arch, node) for node in arch.stages()
-              if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1}
-    others = [item for item in viable if _stride(arch, item.node) in stages - strides]
+    others = [item for item in viable if stride(arch[item.node]) in stage_strides(arch) - strides]
     return others or viable
-
-
-def _stride(arch: ArchGraph, node: str) -> int | None:
-    reduction = arch[node]["reduction"]
-    return None if reduction is None else round(reduction)
 
 
 def select_taps(
@@ -284,14 +277,9 @@ def select_taps(
             stacklevel=2,
         )
     order = {name: i for i, name in enumerate(arch.graph)}
-    _, block_outputs = scope_bounds(arch)
-    # A block holds more than one step: a lone layer (a pool, an Identity) closes nothing.
-    steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
-                    if attrs["value"] == "tensor" for path in attrs["scope"])
     closes = {}
-    for path, node in block_outputs.items():  # outer modules first: keep the outermost
-        if steps[path] >= 2:
-            closes.setdefault(node, path)
+    for path, node in block_outputs(arch).items():  # outer modules first: keep the outermost
+        closes.setdefault(node, path)
     taps = [
         Tap(
             node=item.node,

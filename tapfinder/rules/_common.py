@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any
 
 import networkx as nx
@@ -99,3 +101,24 @@ def scope_bounds(arch: ArchGraph) -> tuple[dict[str, str], dict[str, str]]:
             if attrs["value"] == "tensor":
                 last_tensor[path] = name
     return first, last_tensor
+
+
+def block_outputs(arch: ArchGraph) -> dict[str, str]:
+    """The output node of every block: a module whose forward records more than one tensor
+    step (a lone layer, such as a pool or an Identity, is not a block), outer modules first."""
+    steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
+                    if attrs["value"] == "tensor" for path in attrs["scope"])
+    _, last_tensor = scope_bounds(arch)
+    return {path: node for path, node in last_tensor.items() if steps[path] >= 2}
+
+
+def stride(attrs: dict[str, Any]) -> int | None:
+    """A node's feature stride as an integer (its ``reduction`` rounded), ``None`` if unknown."""
+    return None if attrs["reduction"] is None else round(attrs["reduction"])
+
+
+def stage_strides(arch: ArchGraph) -> set[int]:
+    """The strides of the model's stages (:meth:`ArchGraph.stages`) that hold more than one
+    position: an isotropic ViT or MLP-Mixer has one, whatever its transposes look like."""
+    return {stride(arch[node]) for node in arch.stages()
+            if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1}
