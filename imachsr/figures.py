@@ -12,7 +12,7 @@ import torch
 if TYPE_CHECKING:
     from .train import RunResult, TrainConfig
 
-__all__ = ["plot_curves", "loss_figure", "metric_figure", "plot_predictions"]
+__all__ = ["plot_curves", "loss_figure", "metric_figure", "plot_predictions", "prediction_figure"]
 
 
 def _pyplot():
@@ -76,17 +76,27 @@ def _whole_epochs(axis) -> None:
 
 def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: Sequence[str],
                      path: Path, samples: int = 4) -> Path:
+    """Write :func:`prediction_figure` to ``path``."""
+    plt = _pyplot()
+    figure = prediction_figure(config, checkpoints, labels, samples)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def prediction_figure(config: TrainConfig, checkpoints: Sequence[Path], labels: Sequence[str],
+                      samples: int = 4):
     """A grid: one test image per row; image, ground truth, then each checkpoint's prediction,
     with a legend of the classes that appear (ignored pixels are black)."""
     from matplotlib.patches import Patch
 
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from .scheme import model_logits
-    from .train import _build, _datasets
+    from .train import _build, _datasets, class_names
 
     plt = _pyplot()
     _, _, test_set, classes = _datasets(config)
-    names = getattr(test_set.base, "class_names", None) or [str(c) for c in range(classes)]
+    names = class_names(test_set, classes)
     models = []
     for checkpoint in checkpoints:
         model = _build(config, classes)
@@ -94,6 +104,8 @@ def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: S
         models.append(model.eval())
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     colours = plt.get_cmap("tab20").resampled(max(classes, 20))
+    # One RGB colour per class, then black for anything else (ignored pixels).
+    palette = torch.tensor([colours(c)[:3] for c in range(classes)] + [(0.0, 0.0, 0.0)])
     columns = ["image", "ground truth", *labels]
     figure, axes = plt.subplots(samples, len(columns), figsize=(2 * len(columns), 2 * samples),
                                 squeeze=False)
@@ -102,14 +114,12 @@ def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: S
         for row in range(min(samples, len(test_set))):
             image, truth = test_set[row]
             maps = [truth, *(model_logits(model(image[None])).argmax(1)[0] for model in models)]
-            for column in range(len(columns)):
-                axis = axes[row][column]
-                if column == 0:
-                    axis.imshow(((image * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy())
-                else:
-                    classes_map = maps[column - 1]
-                    present.update(int(c) for c in classes_map.unique() if c < classes)
-                    axis.imshow(_colour(classes_map, colours, classes), interpolation="nearest")
+            axes[row][0].imshow(((image * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy())
+            for axis, class_map in zip(axes[row][1:], maps):
+                present.update(int(c) for c in class_map.unique() if c < classes)
+                known = torch.where(class_map < classes, class_map, torch.full_like(class_map, classes))
+                axis.imshow(palette[known].numpy(), interpolation="nearest")
+            for column, axis in enumerate(axes[row]):
                 axis.set_axis_off()
                 if row == 0:
                     axis.set_title(columns[column], fontsize=9)
@@ -118,13 +128,4 @@ def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: S
     figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                   ncol=min(len(handles), 11), fontsize=7, frameon=False, handlelength=1.0,
                   columnspacing=0.8)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path
-
-
-def _colour(class_map: torch.Tensor, colours, classes: int) -> torch.Tensor:
-    """An RGB picture of a class map: each class its legend colour, anything else black."""
-    table = torch.tensor([colours(c)[:3] for c in range(classes)] + [(0.0, 0.0, 0.0)])
-    index = torch.where(class_map < classes, class_map, torch.full_like(class_map, classes))
-    return table[index]
+    return figure

@@ -164,6 +164,11 @@ def _datasets(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, int]:
         Augmented(parts[2], evaluation, config.seed), classes
 
 
+def class_names(dataset: Augmented, classes: int) -> list[str]:
+    """The data set's class names, or the class indices where it names none."""
+    return list(getattr(dataset.base, "class_names", None) or map(str, range(classes)))
+
+
 def _build(config: TrainConfig, classes: int) -> nn.Module:
     zoo = config.model.partition(":")[0]
     keyword = {"smp": "classes", "torchvision": "num_classes"}.get(zoo, "num_classes")
@@ -237,9 +242,8 @@ def train(config: TrainConfig) -> RunResult:
     model = _build(config, classes)
     objective = _objective(config, model, classes).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
-    names = getattr(train_set.base, "class_names", None) or [str(c) for c in range(classes)]
     result = RunResult(config=asdict(config), taps=list(getattr(objective, "taps", ())),
-                       class_names=list(names))
+                       class_names=class_names(train_set, classes))
     start_epoch = 0
     state_path = out / "state.pt"
     if config.resume:
@@ -455,7 +459,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="digits is built in (no download); the others read --data-root")
     model.add_argument("--data-root", help="folder of the data set (not needed for digits)")
     model.add_argument("--size", type=int, default=defaults.size, help="crop / canvas side")
-    model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults.flip,
+    # SUPPRESS: the default (None: the data set decides) is not a value to print.
+    model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="random horizontal flips in training (default: on, except for "
                        "digits, which a mirror changes)")
     model.add_argument("--train-length", type=int, default=defaults.train_length,

@@ -32,6 +32,22 @@ def test_compare_trains_both_and_writes_every_artefact(tmp_path, capsys):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     taps = [k for k in json.loads((out / "imachsr" / "metrics.json").read_text())["history"][0] if k.startswith("mi/")]
     assert len(taps) == 3
+    assert json.loads((out / "plain" / "metrics.json").read_text())["class_names"][:2] == ["background", "0"]
+
+
+def test_the_qualitative_figure_has_a_legend_of_the_classes_it_shows(tmp_path):
+    from imachsr.data import DigitCanvas
+    from imachsr.figures import prediction_figure
+    from imachsr.train import TrainConfig
+
+    out = tmp_path / "run"
+    assert main([*TINY, "--plain", "--epochs", "1", "--limit-steps", "1", "--out", str(out)]) == 0
+    config = TrainConfig(model="smp:DeepLabV3Plus:resnet18", size=48, train_length=64,
+                         eval_length=16, batch_size=8, seed=1, out=str(out))  # TINY
+    figure = prediction_figure(config, [out / "model.pt"], ["output-only"], samples=2)
+    shown = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "background" in shown and set(shown) <= set(DigitCanvas.class_names)
+    assert len(figure.axes) == 2 * 3  # image, ground truth, one prediction per row
 
 
 def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
@@ -95,6 +111,7 @@ def test_train_help_gives_every_option_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
+    assert "which a mirror changes) --train-length" in text  # no "(default: None)" for --flip
     for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
                   "(default: head)", "(default: 0.4)", "(default: 0.01)", "(default: 8)",
                   "(default: 0.002)", "(default: runs/imachsr)"):
