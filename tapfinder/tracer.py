@@ -115,13 +115,21 @@ class _MetaEvaluator:
 class _ShapeProxy(fx.Proxy):
     """A proxy Python may convert with ``int()`` or ``float()`` (``int(n ** 0.5)`` of a token
     count in ConViT, SAM, NesT) or ask the ``len()`` of (``len(x.size())`` in
-    ``nn.TransformerEncoder``): the tracer computes the number from the example shapes."""
+    ``nn.TransformerEncoder``, ``list(x.shape)``): the tracer computes the number from the
+    example shapes."""
 
     def __int__(self) -> int:
         return self.tracer._concrete(self, int, _not_a_number)
 
     def __len__(self) -> int:
         return self.tracer._concrete(self, len, _no_length)
+
+    def __getattr__(self, name: str) -> fx.proxy.Attribute:
+        return _ShapeAttribute(self, name)  # so that len(x.shape) and list(x.shape) work too
+
+
+class _ShapeAttribute(fx.proxy.Attribute, _ShapeProxy):
+    """fx's lazily recorded attribute (``x.shape``) with the conversions of :class:`_ShapeProxy`."""
 
     def __float__(self) -> float:
         return self.tracer._concrete(self, float, _not_a_number)

@@ -136,3 +136,27 @@ def test_int_of_a_size_and_iteration_over_a_shape_are_traced_through():
     x = torch.randn(2, 16, 4)
     assert torch.equal(arch.graph_module(x), model(x))
     assert arch[arch.outputs[0]]["shape"] == (2, 8, 4, 4)
+
+
+class LengthOfShapes(torch.nn.Module):
+    """The root's own forward takes ``len`` and ``list`` of sizes: fx alone refuses both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        sizes = list(y.shape)
+        if len(y.size()) == 4:
+            y = y.reshape(sizes[0], sizes[1], -1)
+        return y
+
+
+def test_len_and_list_of_a_shape_are_traced_through_as_shape_guards():
+    model = LengthOfShapes()
+    arch = tapfinder.trace(model, (2, 3, 8, 8))
+    assert any("list(y.shape)" in guard for guard in arch.shape_guards)
+    assert any("len(y.size()) == 4" in guard for guard in arch.shape_guards)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(arch.graph_module(x), model(x)) and arch[arch.outputs[0]]["shape"] == (2, 4, 64)
