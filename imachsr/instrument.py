@@ -74,11 +74,13 @@ class TappedModel(nn.Module):
     def forward(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict[str, torch.Tensor]]:
         if self.uses_hooks:
             return self._forward_with_hooks(*inputs, **kwargs)
-        code, root = self._program(inputs)
-        output, features = code(root, *inputs, **kwargs)
+        tensors = self.arch.traced.call.flatten(inputs, kwargs, self.model)
+        code, root = self._program(tensors, inputs, kwargs)
+        output, features = code(root, *tensors)
         return output, OrderedDict((name, features[name]) for name in self.taps)
 
-    def _program(self, inputs: tuple[Any, ...]) -> tuple[Any, nn.Module]:
+    def _program(self, tensors: list[torch.Tensor], inputs: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> tuple[Any, nn.Module]:
         """The compiled graph for the model's current training flags and these inputs.
 
         fx freezes what the code read while tracing: ``F.dropout(x, p, self.training)``,
@@ -87,20 +89,20 @@ class TappedModel(nn.Module):
         again (once for each combination) when its flags or, for a shape-specialised graph, the
         input shapes differ from those of a compiled graph.
         """
-        shapes = tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else None for t in inputs)
+        shapes = tuple(tuple(t.shape) for t in tensors)
         key = self._program_key(shapes)
         if key not in self._programs:
-            self._programs[key] = self._retrace(inputs, shapes)
+            self._programs[key] = self._retrace(tapfinder.Inputs(*inputs, **kwargs), shapes)
         return self._programs[key]
 
     def _program_key(self, shapes: tuple) -> tuple:
         flags = tuple(module.training for module in self._flag_modules)
         return flags, shapes if self.arch.shape_guards else None
 
-    def _retrace(self, inputs: tuple[Any, ...], shapes: tuple) -> tuple[Any, nn.Module]:
+    def _retrace(self, inputs: tapfinder.Inputs, shapes: tuple) -> tuple[Any, nn.Module]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)  # told at the first trace
-            arch = tapfinder.trace(self.model, tuple(inputs), **self._trace_options)
+            arch = tapfinder.trace(self.model, inputs, **self._trace_options)
         moved = [name for name in self.taps if name not in arch.graph
                  or arch[name]["scope"] != self.arch[name]["scope"]
                  or arch[name]["target"] != self.arch[name]["target"]]

@@ -45,7 +45,7 @@ def probe_hook_taps(tapped: TappedModel, example_inputs: Any) -> HookTaps:
     device = parameter.device if parameter is not None else torch.device("cpu")
     with preserved_state(model), torch.no_grad():  # random inputs: the RNG is restored too
         inputs = random_inputs(normalize_example_inputs(example_inputs), device)
-        output, features = tapped(*inputs)
+        output, features = tapped(*inputs.args, **inputs.kwargs)
     described = {}
     for name, feature in features.items():
         if feature.dim() not in _LAYOUTS:
@@ -55,6 +55,6 @@ def probe_hook_taps(tapped: TappedModel, example_inputs: Any) -> HookTaps:
                 "Tap a module whose output is (B, C, H, W), or make the model traceable."
             )
         described[name] = (_LAYOUTS[feature.dim()], tuple(feature.shape))
-    image = next((t for t in inputs if t.dim() >= 3), None)
+    image = next((t for t in inputs.tensors() if t.dim() >= 3), None)
     return HookTaps(described, output, tuple(image.shape[2:]) if image is not None else None)
 

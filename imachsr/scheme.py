@@ -196,7 +196,7 @@ class IMacHSR(nn.Module):
         object.__setattr__(self, "tapped", tapped)  # shares self.model: not registered twice
         self.taps: tuple[str, ...] = tapped.taps
         # The model's inputs are the ones the example fed; optional forward arguments are not.
-        self.num_inputs = len(normalize_example_inputs(example_inputs))
+        self.num_inputs = len(normalize_example_inputs(example_inputs).args)
         if arch is not None:
             described = {name: (arch[name]["layout"], arch[name]["shape"]) for name in self.taps}
             output = arch[arch.outputs[0]]
@@ -226,10 +226,12 @@ class IMacHSR(nn.Module):
         self.progress = float(progress)
         self._progress_reported = True
 
-    def forward(self, *inputs: Any, target: torch.Tensor | None = None) -> Any:
+    def forward(self, *inputs: Any, target: torch.Tensor | None = None, **model_kwargs: Any) -> Any:
         """``scheme(x, target)`` -> :class:`SchemeOutput`; ``scheme(x)`` -> the model's output.
 
-        The labels are the argument after the model's own inputs, or ``target=`` by keyword.
+        The labels are the argument after the model's own positional inputs (as many as the
+        example inputs gave), or ``target=`` by keyword. Other keyword arguments go to the
+        model (``scheme(pixel_values=x, target=y)``).
         """
         if target is None and len(inputs) == self.num_inputs + 1:
             *inputs, target = inputs
@@ -240,8 +242,8 @@ class IMacHSR(nn.Module):
                 "Pass the labels by keyword: scheme(*inputs, target=labels)."
             )
         if target is None:
-            return self.model(*inputs)
-        self._check_devices(inputs, target)
+            return self.model(*inputs, **model_kwargs)
+        self._check_devices([*inputs, *model_kwargs.values()], target)
         self._check_target(target)
         if self.schedule != "constant" and not self._progress_reported and self.training:
             warnings.warn(
@@ -250,7 +252,7 @@ class IMacHSR(nn.Module):
                 "Call scheme.set_progress(step / total_steps) each step, or pass "
                 "schedule='constant'.", UserWarning, stacklevel=4)
             self._progress_reported = True  # once
-        output, features = self.tapped(*inputs)
+        output, features = self.tapped(*inputs, **model_kwargs)
         logits = model_logits(output)
         factor = schedule_factor(self.schedule, self.progress)
         terms = {"ce": self._output_loss(output, logits, target)}

@@ -21,7 +21,7 @@ _EXPORTS = {
     "Candidate": "candidates", "find_candidates": "candidates", "registered_kinds": "candidates",
     "rule": "candidates", "InvalidInputError": "errors", "ShapePropagationError": "errors",
     "TapfinderError": "errors", "TraceFailure": "errors", "ArchGraph": "graph", "Tap": "rank",
-    "select_taps": "rank", "AutoLeafWarning": "trace",
+    "select_taps": "rank", "AutoLeafWarning": "trace", "Inputs": "inputs",
 }
 
 
@@ -77,6 +77,7 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "__version__",
     "trace",
+    "Inputs",
     "ArchGraph",
     "find_candidates",
     "select_taps",

@@ -1,6 +1,8 @@
-"""Normalise what a user passes as ``example_inputs`` into a tuple of tensors.
+"""Normalise what a user passes as ``example_inputs`` into one call of the model: :class:`Inputs`.
 
 Analysis needs only each input's shape and dtype, so users may pass shapes instead of tensors.
+Inputs may be positional or keyword arguments, and each may be a tensor, a shape, ``None`` or a
+list, tuple or dict of those (a detection model's list of images, a dict of token tensors).
 """
 
 from __future__ import annotations
@@ -12,12 +14,117 @@ import torch
 
 from .errors import InvalidInputError
 
-__all__ = ["normalize_example_inputs", "random_inputs"]
+__all__ = ["Inputs", "normalize_example_inputs", "random_inputs"]
 
 _HINT = (
-    "Pass a tensor, a tuple of tensors, a shape such as (1, 3, 224, 224), or a tuple of shapes "
-    "such as ((1, 3, 64, 64), (1, 10))."
+    "Pass a tensor, a tuple of tensors, a shape such as (1, 3, 224, 224), a tuple of shapes "
+    "such as ((1, 3, 64, 64), (1, 10)), a dict of keyword inputs such as "
+    "{'pixel_values': (1, 3, 224, 224)}, or tapfinder.Inputs(x, mask=m) for both. Lists, "
+    "tuples and dicts of tensors or shapes may be nested inside (a list of images)."
 )
+
+
+class Inputs:
+    """The example call of a model: ``Inputs(x, attention_mask=m)`` stands for
+    ``model(x, attention_mask=m)``.
+
+    Each argument is a tensor, a shape, ``None`` or a (nested) list, tuple or dict of those.
+    Only needed where a model takes keyword inputs together with positional ones; a tuple
+    (positional) or a dict (keyword) says the same otherwise.
+
+    Examples
+    --------
+    >>> Inputs((1, 3, 64, 64), mask=None)
+    Inputs((1, 3, 64, 64), mask=None)
+    """
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [_short(a) for a in self.args] + [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        return f"Inputs({', '.join(parts)})"
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The tensors of the call, positional arguments first, in order, nested ones included."""
+        found: list[torch.Tensor] = []
+        _visit([self.args, self.kwargs], found.append)
+        return found
+
+    def map_tensors(self, function: Any) -> Inputs:
+        """The same call with every tensor replaced by ``function(tensor)``."""
+        return Inputs(*_map(self.args, function), **_map(self.kwargs, function))
+
+
+def normalize_example_inputs(example_inputs: Any) -> Inputs:
+    """Return ``example_inputs`` as an :class:`Inputs` whose leaves are tensors or ``None``.
+
+    Shapes become float32 ``meta`` tensors (shape and dtype without memory); tensors given by
+    the user are kept as they are.
+
+    Parameters
+    ----------
+    example_inputs
+        A tensor or a shape (one positional input); a tuple or list (one item per positional
+        argument); a dict (keyword arguments); or an :class:`Inputs`. Items may be tensors,
+        shapes, ``None`` or nested lists, tuples and dicts of those.
+
+    Raises
+    ------
+    InvalidInputError
+        For anything else (``None`` or an empty tuple as the whole example, strings, numbers,
+        lists of non-integers, ...), naming where in the example the bad item is.
+
+    Examples
+    --------
+    >>> [tuple(t.shape) for t in normalize_example_inputs((1, 3, 32, 32)).tensors()]
+    [(1, 3, 32, 32)]
+    >>> normalize_example_inputs({"pixel_values": (1, 3, 8, 8)}).kwargs["pixel_values"].shape
+    torch.Size([1, 3, 8, 8])
+    """
+    if isinstance(example_inputs, Inputs):
+        return Inputs(
+            *(_leaf(item, f"example_inputs[{i}]") for i, item in enumerate(example_inputs.args)),
+            **{key: _leaf(item, f"example_inputs[{key!r}]")
+               for key, item in example_inputs.kwargs.items()},
+        )
+    if isinstance(example_inputs, torch.Tensor) or _is_shape(example_inputs):
+        return Inputs(_leaf(example_inputs, "example_inputs"))
+    if isinstance(example_inputs, dict) and example_inputs:
+        if not all(isinstance(key, str) for key in example_inputs):
+            raise InvalidInputError(
+                f"example_inputs is a dict, so its keys name forward's keyword arguments; got "
+                f"keys {list(example_inputs)[:5]}. {_HINT}")
+        return normalize_example_inputs(Inputs(**example_inputs))
+    if isinstance(example_inputs, (tuple, list)) and example_inputs:
+        return normalize_example_inputs(Inputs(*example_inputs))
+    raise InvalidInputError(f"example_inputs is {_describe(example_inputs)}. {_HINT}")
+
+
+def random_inputs(inputs: Inputs, device: torch.device) -> Inputs:
+    """Real tensors of the examples' shapes and dtypes on ``device``, to run a model once:
+    standard normal values for floating inputs, zeros (valid token ids) for the others."""
+    return inputs.map_tensors(
+        lambda t: torch.randn(t.shape, dtype=t.dtype, device=device) if t.is_floating_point()
+        else torch.zeros(t.shape, dtype=t.dtype, device=device))
+
+
+def _leaf(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if _is_shape(value):
+        return _tensor_from_shape(value, where)
+    if isinstance(value, (tuple, list)) and value:
+        return _same_sequence(value, [_leaf(item, f"{where}[{i}]") for i, item in enumerate(value)])
+    if isinstance(value, dict) and value:
+        return {key: _leaf(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise InvalidInputError(
+        f"{where} is {_describe(value)}, which is neither a tensor nor a shape. {_HINT} "
+        "Flags and numbers that choose a branch go in concrete_args={'name': value}."
+    )
 
 
 def _is_shape(value: Any) -> bool:
@@ -28,60 +135,47 @@ def _is_shape(value: Any) -> bool:
     )
 
 
-def _tensor_from_shape(shape: Sequence[int], position: int) -> torch.Tensor:
+def _tensor_from_shape(shape: Sequence[int], where: str) -> torch.Tensor:
     if any(d <= 0 for d in shape):
         raise InvalidInputError(
-            f"example_inputs[{position}] is the shape {tuple(shape)}, which has a dimension "
-            f"that is not positive. Every dimension must be at least 1."
+            f"{where} is the shape {tuple(shape)}, which has a dimension that is not positive. "
+            "Every dimension must be at least 1."
         )
-    # Meta tensors carry shape and dtype without allocating memory.
     return torch.empty(tuple(shape), device="meta")
 
 
-def normalize_example_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    """Return ``example_inputs`` as a tuple of tensors (shapes become float32 ``meta`` tensors).
+def _visit(value: Any, found: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        found(value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _visit(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _visit(item, found)
 
-    Parameters
-    ----------
-    example_inputs
-        A tensor, a shape (a tuple/list/``torch.Size`` of ints), or a tuple/list whose items are
-        tensors or shapes, one per positional argument of the model's ``forward``.
 
-    Returns
-    -------
-    tuple of torch.Tensor
-        One tensor per positional input. Tensors given by the user are returned as they are.
+def _map(value: Any, function: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, (tuple, list)):
+        return _same_sequence(value, [_map(item, function) for item in value])
+    if isinstance(value, dict):
+        return {key: _map(item, function) for key, item in value.items()}
+    return value
 
-    Raises
-    ------
-    InvalidInputError
-        For anything else (``None``, an empty tuple, strings, nested lists of numbers, ...).
 
-    Examples
-    --------
-    >>> [tuple(t.shape) for t in normalize_example_inputs((1, 3, 32, 32))]
-    [(1, 3, 32, 32)]
-    >>> [tuple(t.shape) for t in normalize_example_inputs([(2, 3), torch.zeros(2, 5)])]
-    [(2, 3), (2, 5)]
-    """
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if _is_shape(example_inputs):
-        return (_tensor_from_shape(example_inputs, 0),)
-    if isinstance(example_inputs, (tuple, list)) and len(example_inputs) > 0:
-        tensors = []
-        for position, item in enumerate(example_inputs):
-            if isinstance(item, torch.Tensor):
-                tensors.append(item)
-            elif _is_shape(item):
-                tensors.append(_tensor_from_shape(item, position))
-            else:
-                raise InvalidInputError(
-                    f"example_inputs[{position}] is {_describe(item)}, which is neither a tensor "
-                    f"nor a shape. {_HINT}"
-                )
-        return tuple(tensors)
-    raise InvalidInputError(f"example_inputs is {_describe(example_inputs)}. {_HINT}")
+def _same_sequence(value: tuple | list, items: list) -> tuple | list:
+    """A list, tuple or named tuple of ``value``'s type holding ``items``."""
+    if hasattr(value, "_fields"):
+        return type(value)(*items)
+    return type(value)(items)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)}" if not value.is_meta else str(tuple(value.shape))
+    return repr(value)
 
 
 def _describe(value: Any) -> str:
@@ -89,10 +183,3 @@ def _describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
-
-
-def random_inputs(example_inputs: tuple[torch.Tensor, ...], device: torch.device) -> list[torch.Tensor]:
-    """Real tensors of the examples' shapes and dtypes on ``device``, to run a model once:
-    standard normal values for floating inputs, zeros (valid token ids) for the others."""
-    return [torch.randn(t.shape, dtype=t.dtype, device=device) if t.is_floating_point()
-            else torch.zeros(t.shape, dtype=t.dtype, device=device) for t in example_inputs]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from .errors import InvalidInputError
 from .graph import ArchGraph, build_arch_graph
-from .inputs import normalize_example_inputs
+from .calls import CallSpec
+from .inputs import Inputs, normalize_example_inputs
 from .preserve import preserved_state
 from .shapes import propagate_shapes
 from .tracer import trace_model
@@ -44,13 +44,19 @@ def trace(
         Any ``torch.nn.Module``. It is traced in its current mode (``train()`` or ``eval()``),
         which can change the graph (Inception's auxiliary head runs only in training).
     example_inputs
-        A tensor, a tuple of tensors, a shape such as ``(1, 3, 224, 224)`` or a tuple of shapes,
-        one per positional argument of ``forward``. Only shape and dtype are used; shapes become
-        tensors of the model's floating dtype.
+        The call to trace: a tensor or a shape such as ``(1, 3, 224, 224)``; a tuple with one
+        item per positional argument of ``forward``; a dict of keyword arguments
+        (``{"pixel_values": x}``); or :class:`tapfinder.Inputs` for both. Items may be tensors,
+        shapes, ``None`` or nested lists, tuples and dicts of those (a detection model's list of
+        images). Arguments the call leaves out keep their defaults, and a ``forward`` that
+        reads ``**kwargs`` gets a real dict. Only shape and dtype are used; shapes become
+        tensors of the model's floating dtype. The graph's placeholders (``ArchGraph.inputs``)
+        are the call's tensors in order, named after their arguments (``images_0``).
     leaf_modules
         Submodule paths (``"layer1.0"``) or module classes to keep as single opaque nodes.
     concrete_args
-        Values for ``forward`` arguments to fix while tracing (flags that choose a branch).
+        Values for ``forward`` arguments to pass as constants while tracing (flags that choose
+        a branch).
 
     Returns
     -------
@@ -82,13 +88,17 @@ def trace(
             f"trace() expects a torch.nn.Module; got {type(model).__name__}. Wrap plain "
             "functions in an nn.Module whose forward calls them."
         )
-    inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
-    with preserved_state(model):  # tracing runs the model's Python, which may change the model
-        traced = trace_model(
-            model, leaf_modules=leaf_modules, concrete_args=concrete_args, example_inputs=inputs
+    if concrete_args is not None and not isinstance(concrete_args, dict):
+        raise InvalidInputError(
+            f"concrete_args must be a dict mapping forward argument names to values; "
+            f"got {type(concrete_args).__name__}."
         )
-        _check_input_count(model, traced.graph, inputs)
-        infos, shape_mode = propagate_shapes(traced, inputs)
+    inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
+    call = CallSpec.bind(model, inputs, concrete_args)
+    tensors = tuple(inputs.tensors())
+    with preserved_state(model):  # tracing runs the model's Python, which may change the model
+        traced = trace_model(model, call, tensors, leaf_modules=leaf_modules)
+        infos, shape_mode = propagate_shapes(traced, tensors)
     auto_leaves = traced.auto_leaves
     if auto_leaves:
         warnings.warn(
@@ -102,34 +112,10 @@ def trace(
     return build_arch_graph(model, traced, infos, shape_mode=shape_mode)
 
 
-def _match_model_dtype(
-    inputs: tuple[torch.Tensor, ...], model: nn.Module
-) -> tuple[torch.Tensor, ...]:
+def _match_model_dtype(inputs: Inputs, model: nn.Module) -> Inputs:
     """Give inputs that were only shapes the model's floating dtype (bf16 models get bf16)."""
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    return tuple(
-        t.to(dtype) if t.is_meta and t.dtype == torch.float32 and dtype != torch.float32 else t
-        for t in inputs
-    )
-
-
-def _check_input_count(
-    model: nn.Module, graph: fx.Graph, inputs: tuple[torch.Tensor, ...]
-) -> None:
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    required = [n for n in placeholders if not n.args]
-    if len(required) <= len(inputs) <= len(placeholders):
-        return
-    names = ", ".join(n.target for n in placeholders) or "no arguments"
-    try:
-        signature = f"{type(model).__name__}.forward{inspect.signature(model.forward)}"
-    except (TypeError, ValueError):
-        signature = f"{type(model).__name__}.forward({names})"
-    expected = (
-        f"{len(required)}" if len(required) == len(placeholders)
-        else f"{len(required)} to {len(placeholders)}"
-    )
-    raise InvalidInputError(
-        f"example_inputs has {len(inputs)} input(s) but {signature} takes {expected} "
-        f"positional tensor input(s) ({names}). Pass one tensor or shape per argument, as a tuple."
-    )
+    if dtype == torch.float32:
+        return inputs
+    return inputs.map_tensors(
+        lambda t: t.to(dtype) if t.is_meta and t.dtype == torch.float32 else t)

@@ -26,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from .errors import InvalidInputError, TraceFailure
+from .calls import CallSpec
 from .swap import swapped_tensors
 
 try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
@@ -53,7 +54,8 @@ class ShapeGuard(NamedTuple):
 
 
 class TracedModel(NamedTuple):
-    """What tracing produced: the root the graph refers to, the graph, and what tracing decided.
+    """What tracing produced: the root the graph refers to, the graph, what tracing decided,
+    and the call it was traced for (the graph's placeholders are that call's tensors).
 
     ``root`` is a shallow copy of the user's model: it shares every submodule, parameter and
     buffer and also holds the tensor constants fx recorded. Building a ``GraphModule`` costs a
@@ -65,6 +67,7 @@ class TracedModel(NamedTuple):
     graph: fx.Graph
     auto_leaves: dict[str, str]
     shape_guards: list[ShapeGuard]
+    call: CallSpec
 
     def graph_module(self) -> fx.GraphModule:
         return fx.GraphModule(self.root, self.graph, class_name=type(self.root).__name__)
@@ -105,11 +108,7 @@ class _MetaEvaluator:
             return self.interpreter.run_node(node)
         placeholders = [n for n in node.graph.nodes if n.op == "placeholder"]
         position = placeholders.index(node)
-        if position < len(self.inputs):
-            return self.inputs[position]
-        if node.args:
-            return node.args[0]
-        raise RuntimeError(f"no example input for argument {node.target!r}")
+        return self.inputs[position]
 
 
 class _ShapeProxy(fx.Proxy):
@@ -308,15 +307,15 @@ def _last_user_frame(frames: traceback.StackSummary) -> traceback.FrameSummary |
     return user_frames[-1] if user_frames else None
 
 
-def _root_failure(model: nn.Module, error: BaseException,
-                  example_inputs: tuple[torch.Tensor, ...] | None) -> TraceFailure:
+def _root_failure(model: nn.Module, error: BaseException, call: CallSpec,
+                  example_inputs: tuple[torch.Tensor, ...]) -> TraceFailure:
     frame = _user_frame(error)
     where = (
         f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}:\n    {frame.line}'
         if frame
         else ""
     )
-    if not _is_fx_limitation(error) and not _runs_eagerly(model, example_inputs):
+    if not _is_fx_limitation(error) and not _runs_eagerly(model, call, example_inputs):
         return TraceFailure(
             f"{type(model).__name__}.forward raised {_first_line(error)}{where}\n"
             "This is the model's own code failing, not a limit of tracing: check that "
@@ -332,20 +331,22 @@ def _root_failure(model: nn.Module, error: BaseException,
     )
 
 
-def _runs_eagerly(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] | None) -> bool:
+def _runs_eagerly(model: nn.Module, call: CallSpec,
+                  example_inputs: tuple[torch.Tensor, ...]) -> bool:
     """Whether the model itself runs on random inputs of the example's shapes: then a failure
     while tracing is a limit of tracing, not the model's own code. One no-grad pass, with the
     model restored afterwards; models on the meta device cannot run and count as failing."""
-    from .inputs import random_inputs
+    from .inputs import Inputs, random_inputs
     from .preserve import preserved_state
 
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    if example_inputs is None or device.type == "meta":
+    if device.type == "meta":
         return False
+    args, kwargs = call.rebuild(random_inputs(Inputs(*example_inputs), device).args)
     try:
         with preserved_state(model), torch.no_grad():
-            model(*random_inputs(example_inputs, device))
+            model(*args, **kwargs)
     except Exception:  # noqa: BLE001 - any failure means the model's own code fails too
         return False
     return True
@@ -392,73 +393,27 @@ def resolve_leaf_modules(
 
 def trace_model(
     model: nn.Module,
+    call: CallSpec,
+    example_inputs: tuple[torch.Tensor, ...],
     *,
     leaf_modules: Iterable[str | type] = (),
-    concrete_args: dict[str, Any] | None = None,
-    example_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> TracedModel:
-    """Trace ``model`` into an fx graph over a root sharing its submodules, parameters and buffers.
+    """Trace ``model`` called as ``call`` into an fx graph whose placeholders are the call's
+    tensors, over a root that shares the model's submodules, parameters and buffers.
 
-    The result also lists the auto-leafed module paths, each mapped to the error that made it a
-    leaf, and the shape-dependent branches decided from ``example_inputs``. Raises :class:`TraceFailure` when the root module's own code cannot be traced.
-    The user's module object is never modified: fx stores tensor constants on the traced root,
-    so a shallow copy of the model serves as that root.
+    ``example_inputs`` are the call's tensors in order; their shapes decide shape-dependent
+    branches. The result also lists the auto-leafed module paths, each mapped to the error that
+    made it a leaf, and those branches. Raises :class:`TraceFailure` when the root module's own
+    code cannot be traced. The user's module object is never modified: fx stores tensor
+    constants on the traced root, a shallow copy of the model.
     """
-    if concrete_args is not None and not isinstance(concrete_args, dict):
-        raise InvalidInputError(
-            f"concrete_args must be a dict mapping forward argument names to values; "
-            f"got {type(concrete_args).__name__}."
-        )
     leaf_paths, leaf_types = resolve_leaf_modules(model, leaf_modules)
     tracer = ScopeTracer(leaf_paths, leaf_types, example_inputs)
-    root = _shallow_copy(model)
-    if example_inputs is not None:
-        concrete_args = {**_unfed_defaults(model, len(example_inputs)), **(concrete_args or {})}
+    root = call.traceable_root(model)
     try:
-        graph = tracer.trace(root, concrete_args=concrete_args or None)
+        graph = tracer.trace(root)
     except TraceFailure:
         raise
     except Exception as error:
-        raise _root_failure(model, error, example_inputs) from error
-    _default_to_concrete_values(model, graph, concrete_args or {})
-    return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards))
-
-
-def _default_to_concrete_values(
-    model: nn.Module, graph: fx.Graph, concrete_args: dict[str, Any]
-) -> None:
-    """fx keeps a placeholder (renamed, with the signature's default) for each concrete argument
-    and asserts callers pass that value; make the value the default so callers may omit it."""
-    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
-    for parameter, node in zip(_forward_parameters(model), placeholders):
-        value = concrete_args.get(parameter.name, ...)
-        if _is_plain(value):
-            node.args = (value,)
-
-
-def _unfed_defaults(model: nn.Module, fed: int) -> dict[str, Any]:
-    """Plain default values (None, flags, numbers, strings) of the ``forward`` arguments that no
-    example input feeds. Traced as placeholders they would be proxies, and ``if mask is not
-    None`` would take the branch the model never takes by default (timm's Hiera); fixed to their
-    defaults, fx asserts at run time that callers do not pass another value."""
-    named = [p for p in _forward_parameters(model)
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return {p.name: p.default for p in named[fed:] if _is_plain(p.default)}
-
-
-def _forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
-    try:
-        return list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
-
-
-def _is_plain(value: Any) -> bool:
-    """A value fx can bake into a graph and assert on: None, a flag, a number or a string."""
-    return value is None or type(value) in (bool, int, float, str)
-
-
-def _shallow_copy(model: nn.Module) -> nn.Module:
-    root = object.__new__(type(model))
-    root.__dict__.update(model.__dict__)
-    return root
+        raise _root_failure(model, error, call, example_inputs) from error
+    return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards), call)

@@ -61,8 +61,11 @@ def test_multiple_inputs_and_container_outputs():
 
 
 def test_wrong_number_of_inputs_names_the_forward_signature():
-    with pytest.raises(InvalidInputError, match=r"takes 2 positional.*\(image, vector\)"):
+    with pytest.raises(InvalidInputError, match=r"1 positional input.*TwoInputNet.forward"
+                       r"\(image.*vector.*missing a required argument: 'vector'"):
         tapfinder.trace(TwoInputNet(), (2, 3, 8, 8))
+    with pytest.raises(InvalidInputError, match=r"3 positional input.*too many"):
+        tapfinder.trace(TwoInputNet(), ((2, 3, 8, 8), (2, 5), (2, 5)))
 
 
 def test_token_model_gets_token_layout_and_token_reduction():
