@@ -77,6 +77,7 @@ class TappedModel(nn.Module):
         tensors = self.arch.traced.call.flatten(inputs, kwargs, self.model)
         code, root = self._program(tensors, inputs, kwargs)
         output, features = code(root, *tensors)
+        output = self.arch.traced.call.restore_output(output)  # fx makes ModelOutput a dict
         return output, OrderedDict((name, features[name]) for name in self.taps)
 
     def _program(self, tensors: list[torch.Tensor], inputs: tuple[Any, ...],

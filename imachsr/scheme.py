@@ -70,12 +70,14 @@ class SchemeOutput:
 
 def model_logits(output: Any) -> torch.Tensor:
     """The prediction in a model's output: the tensor itself, ``output["out"]`` (torchvision
-    segmentation) or the first value of a dict, or the first element of a tuple (Inception and
-    GoogLeNet in training mode return ``(logits, aux...)``)."""
+    segmentation), ``output["logits"]`` (Hugging Face's ``ModelOutput``) or the first value of
+    a dict, or the first element of a tuple (Inception and GoogLeNet in training mode return
+    ``(logits, aux...)``)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict) and output:
-        return output["out"] if "out" in output else next(iter(output.values()))
+        key = next((k for k in ("out", "logits") if k in output), next(iter(output)))
+        return model_logits(output[key])
     if isinstance(output, (tuple, list)) and output:
         return model_logits(output[0])
     raise TypeError(

@@ -13,6 +13,7 @@ swaps ``forward`` for the generated one.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import keyword
 import re
@@ -48,6 +49,10 @@ class CallSpec:
     names
         One identifier per tensor of the call, in order: the parameter's name for a tensor
         argument (``pixel_values``), with the index or key of nested ones (``images_0``).
+    output_types
+        Filled in when the model is traced through this call: where the model's output holds
+        mappings of their own class (Hugging Face's ``ModelOutput``), which fx turns into plain
+        dicts; ``None`` when it holds none. :meth:`restore_output` puts the classes back.
     """
 
     def __init__(self, signature: inspect.Signature, skeleton: dict[str, Any],
@@ -55,6 +60,7 @@ class CallSpec:
         self.signature = signature
         self.skeleton = skeleton
         self.names = names
+        self.output_types: Any = None
         parameters = signature.parameters
         # A call of plain tensors, one per leading positional parameter, flattens to itself.
         self.plain = list(skeleton) == list(parameters)[:len(skeleton)] and all(
@@ -126,6 +132,15 @@ class CallSpec:
         arguments = {name: _fill(value, supply) for name, value in self.skeleton.items()}
         bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
+
+    def record_output(self, output: Any) -> Any:
+        """Remember the mapping classes in the output of the traced forward; return it."""
+        self.output_types = _mapping_types(output)
+        return output
+
+    def restore_output(self, output: Any) -> Any:
+        """``output`` (a graph's result) with the model's own mapping classes back in place."""
+        return output if self.output_types is None else _restore_types(output, self.output_types)
 
     def traceable_root(self, model: nn.Module) -> nn.Module:
         """A shallow copy of ``model`` (sharing every submodule, parameter and buffer) whose
@@ -267,6 +282,32 @@ def _describe_skeleton(value: Any) -> str:
     return repr(value)
 
 
+def _mapping_types(value: Any) -> Any:
+    """Where ``value`` holds dicts of a class other than ``dict``: ``(class, {key: inner})`` for
+    those, ``(None, [inner...])`` for sequences on the way; ``None`` where there are none."""
+    if isinstance(value, dict):
+        inner = {key: _mapping_types(item) for key, item in value.items()}
+        if type(value) is dict and all(v is None for v in inner.values()):
+            return None
+        return type(value), inner
+    if isinstance(value, (tuple, list)):
+        inner_items = [_mapping_types(item) for item in value]
+        return None if all(v is None for v in inner_items) else (None, inner_items)
+    return None
+
+
+def _restore_types(value: Any, types_: Any) -> Any:
+    if types_ is None:
+        return value
+    cls, inner = types_
+    if cls is None:
+        return _same_sequence(value, [_restore_types(v, t) for v, t in zip(value, inner)])
+    items = {key: _restore_types(item, inner.get(key)) for key, item in value.items()}
+    if cls is dict:
+        return items
+    return cls(**items) if dataclasses.is_dataclass(cls) else cls(items)
+
+
 def _identifier(text: str) -> str:
     name = re.sub(r"\W", "_", text) or "input"
     if name[0].isdigit() or keyword.iskeyword(name) or name == "self":
@@ -296,7 +337,7 @@ def _flat_class(cls: type[nn.Module], call: CallSpec) -> type[nn.Module]:
         "def factory(call, forward):\n"
         f"    def forward_flat(self, {parameters}):\n"
         f"        args, kwargs = call.rebuild(({parameters}{',' if len(call.names) == 1 else ''}))\n"
-        "        return forward(self, *args, **kwargs)\n"
+        "        return call.record_output(forward(self, *args, **kwargs))\n"
         "    return forward_flat\n"
     )
     namespace: dict[str, Any] = {}

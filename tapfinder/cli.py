@@ -24,6 +24,7 @@ from .zoo import SPEC_HELP, build_model
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "int64")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -86,6 +87,10 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-shape", type=_shape, default=(1, 3, 224, 224), metavar="SHAPE",
         help="example input shape (default: 1,3,224,224)",
     )
+    parser.add_argument(
+        "--input-dtype", choices=INPUT_DTYPES, default="float32",
+        help="example input dtype: int64 for token ids (default: float32)",
+    )
 
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +103,16 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these kinds of transition point (downsampling, stage_boundary, "
                         "bottleneck, attention, skip_join, fusion, norm_act, and any registered "
                         "with @tapfinder.rule)")
+
+
+def _example_input(shape: tuple[int, ...], dtype: str) -> object:
+    """The shape itself for float32 (the model's floating dtype is then used), else a meta
+    tensor of that dtype: shape and dtype without memory."""
+    if dtype == "float32":
+        return shape
+    import torch
+
+    return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            arch = trace(model, arguments.input_shape)
+            arch = trace(model, _example_input(arguments.input_shape, arguments.input_dtype))
     except TapfinderError as error:
         print(f"tapfinder: could not analyse {arguments.model}: {error}", file=sys.stderr)
         if len(arguments.input_shape) == 3:

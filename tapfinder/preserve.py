@@ -61,6 +61,19 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
 _MISSING = object()
 
 
+def _holds(container: Any, content: list) -> bool:
+    """Whether ``container`` holds exactly ``content`` (the same objects, in the same order where
+    order is kept)."""
+    if len(container) != len(content):
+        return False
+    if isinstance(container, dict):
+        return all(key is k and value is v
+                   for (key, value), (k, v) in zip(container.items(), content))
+    if isinstance(container, list):
+        return all(item is saved for item, saved in zip(container, content))
+    return all(item in container for item in content)
+
+
 def _unique_modules(model: nn.Module) -> list[nn.Module]:
     return list({id(m): m for _, m in model.named_modules(remove_duplicate=False)}.values())
 
@@ -75,7 +88,10 @@ def _content(value: Any) -> Any:
 
 
 def _refill(container: Any, content: list) -> None:
-    """Put ``content`` back into ``container``, in place."""
+    """Put ``content`` back into ``container``, in place, where it changed (refilling a set
+    that did not change could reorder its iteration)."""
+    if _holds(container, content):
+        return
     if isinstance(container, dict):
         container.clear()
         container.update(content)

@@ -6,6 +6,9 @@ Specs:
 - ``timm:NAME`` — any name in ``timm.list_models()``;
 - ``smp:ARCH:ENCODER`` — a segmentation-models-pytorch architecture and encoder (``tu-NAME``
   for any timm model as the encoder, as smp spells it);
+- ``hf:CLASS`` or ``hf:CLASS:small`` — a Hugging Face transformers model class built from its
+  configuration class's defaults; ``small`` keeps the widths and cuts every stage to one block
+  and every layer stack to four layers (or two), for quick looks and tests;
 - ``package.module:factory`` — a callable in an importable module (the user's own model).
 
 Weights are never downloaded: the zoos are asked for random initialisation.
@@ -27,7 +30,8 @@ __all__ = ["build_model", "SPEC_HELP"]
 
 SPEC_HELP = (
     "torchvision:NAME (e.g. torchvision:resnet50), timm:NAME (timm:convnext_tiny), "
-    "smp:ARCH:ENCODER (smp:DeepLabV3Plus:resnet18) or package.module:factory"
+    "smp:ARCH:ENCODER (smp:DeepLabV3Plus:resnet18), hf:CLASS[:small] "
+    "(hf:SegformerForSemanticSegmentation) or package.module:factory"
 )
 
 
@@ -47,7 +51,7 @@ def build_model(spec: str, **kwargs: Any) -> nn.Module:
     zoo, _, name = spec.partition(":")
     if not name:
         raise InvalidInputError(f"Model spec {spec!r} has no ':'. Use {SPEC_HELP}.")
-    builders = {"torchvision": _torchvision, "timm": _timm, "smp": _smp}
+    builders = {"torchvision": _torchvision, "timm": _timm, "smp": _smp, "hf": _transformers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if zoo in builders:
@@ -115,6 +119,71 @@ def _smp(name: str, kwargs: dict) -> nn.Module:
             raise _unknown("segmentation-models-pytorch encoder", encoder,
                            [*known_encoders, "tu-<any timm model>"])
     return architectures[arch](encoder_name=encoder, encoder_weights=None, **kwargs)
+
+
+def _transformers(name: str, kwargs: dict) -> nn.Module:
+    transformers = _import("transformers")
+    class_name, _, size = name.partition(":")
+    if size not in ("", "small"):
+        raise InvalidInputError(
+            f"hf:{name}: the part after the class name must be 'small' (or nothing); got {size!r}.")
+    model_class = getattr(transformers, class_name, None)
+    config_class = getattr(model_class, "config_class", None)
+    if config_class is None:
+        known = [n for n in dir(transformers) if n.endswith(("Model", "Segmentation", "Estimation"))
+                 or "For" in n]
+        raise _unknown("transformers", class_name, known)
+    config = config_class()
+    if size == "small":
+        config = _small_config(config)
+    for key, value in kwargs.items():
+        setattr(config, key, value)
+    try:
+        return model_class(config)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InvalidInputError(
+            f"transformers could not build {class_name} from {config_class.__name__}'s defaults: "
+            f"{error} Try hf:{class_name}:small, or build the model in your own factory "
+            "(package.module:factory) with the configuration it needs."
+        ) from error
+
+
+# Layer counts a small configuration cuts, to this many layers.
+_SMALL_LAYER_COUNTS = {"num_hidden_layers": 4, "encoder_layers": 2, "decoder_layers": 2}
+
+
+def _small_config(config: Any) -> Any:
+    """``config`` with every stage one block deep and every layer stack short; nested backbone
+    configurations too, and the layer indices that backbones hand on (``out_indices``) moved to
+    the layers that remain. Widths are kept: they must agree with head counts."""
+    changes: dict[str, Any] = {}
+    depths = getattr(config, "depths", None)
+    if isinstance(depths, (list, tuple)):
+        changes["depths"] = [1] * len(depths)
+    for key, count in _SMALL_LAYER_COUNTS.items():
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > count:
+            changes[key] = count
+    layers = changes.get("num_hidden_layers")
+    if layers is not None:  # layer indices a backbone hands on: every remaining layer
+        if isinstance(getattr(config, "backbone_out_indices", None), (list, tuple)):
+            changes["backbone_out_indices"] = list(range(layers))
+        if isinstance(getattr(config, "out_indices", None), (list, tuple)):
+            changes["out_indices"] = list(range(1, layers + 1))  # stage 0 is the stem
+    backbone = getattr(config, "backbone_config", None)
+    if backbone is not None and hasattr(backbone, "to_dict"):
+        changes["backbone_config"] = _small_config(backbone)
+    if "out_indices" in changes or "depths" in changes:  # stage names follow the depth
+        changes.pop("stage_names", None)
+        settings = {**config.to_dict(), **changes}
+        settings.pop("stage_names", None)
+        settings.pop("out_features", None)
+        if isinstance(settings.get("backbone_config"), dict):
+            settings["backbone_config"] = changes.get("backbone_config", backbone)
+        return type(config)(**settings)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
 
 
 def _is_smp_model(value: Any) -> bool:
