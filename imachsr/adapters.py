@@ -96,7 +96,7 @@ def build_adapters(
     arch: ArchGraph, taps: list[str], num_classes: int, *, pool: bool = False,
     capacity: str = "linear",
 ) -> nn.ModuleDict:
-    """One :class:`DimensionAdapter` per tap, keyed by tap name, from the traced shapes;
+    """One :class:`DimensionAdapter` per tap, keyed by :func:`adapter_key`, from the traced shapes;
     ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer) or ``"head"``.
 
     Raises
@@ -141,6 +141,12 @@ def adapters_for(
                     f"input's aspect ratio {image_size}; choose another tap or use labels (B,)."
                 )
         channels = shape[1] if layout.startswith("NC") else shape[-1]
-        adapters[name] = DimensionAdapter(layout, channels, num_classes, pool=pool, grid=grid,
-                                          capacity=capacity)
+        adapters[adapter_key(name)] = DimensionAdapter(layout, channels, num_classes, pool=pool,
+                                                       grid=grid, capacity=capacity)
     return adapters
+
+
+def adapter_key(tap: str) -> str:
+    """The tap's key in the adapters' ``ModuleDict``: a module path's dots become slashes
+    (``nn.ModuleDict`` refuses dots; fx node names have neither)."""
+    return tap.replace(".", "/")

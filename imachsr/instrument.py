@@ -5,8 +5,8 @@ and compiles it. The compiled forward runs with the traced root as ``self``: a s
 of the user's model that shares its ``_modules``, ``_parameters`` and ``_buffers`` dicts. So the
 tapped model computes with the user's live parameters and buffers (after ``.to()``, after
 loading a checkpoint), holds no copies, and leaves the user's model untouched. Where fx
-cannot trace the model at all, taps on modules fall back to forward hooks that are attached
-only for the duration of each call.
+cannot trace the model's root (the analysis then records one eager run), taps on modules are
+read with forward hooks that are attached only for the duration of each call.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tapfinder
 from tapfinder import ArchGraph, Tap
 from tapfinder.errors import TraceFailure
 
-__all__ = ["instrument", "TappedModel", "resolve_taps", "HookFallbackWarning"]
+__all__ = ["instrument", "TappedModel", "resolve_taps", "hooked_modules", "HookFallbackWarning"]
 
 
 class HookFallbackWarning(UserWarning):
@@ -233,7 +233,39 @@ def instrument(
             arch = tapfinder.trace(model, example_inputs, **trace_options)
         except TraceFailure as error:
             return _hook_fallback(model, taps, error)
+    if arch.shape_mode == "eager":  # fx could not trace the root: the model runs eagerly
+        return TappedModel(model, hooked_modules(arch, taps, model), arch=None)
     return TappedModel(model, resolve_taps(arch, taps), arch=arch, trace_options=trace_options)
+
+
+def hooked_modules(arch: ArchGraph, taps: Iterable[str | Tap], model: nn.Module) -> list[str]:
+    """The module paths whose outputs are ``taps`` in a graph recorded from an eager run. A
+    module path of ``model`` is taken as it is, even where the recorded run did not call it.
+
+    Raises
+    ------
+    ValueError
+        For a tap that no module returns (a functional operation between modules), naming the
+        module outputs nearby.
+    """
+    paths = []
+    modules = {path for path, _ in model.named_modules() if path}
+    for tap in taps:
+        if isinstance(tap, str) and tap in modules:
+            paths.append(tap)
+            continue
+        node = resolve_taps(arch, [tap])[0]
+        path = arch[node].get("hook")
+        if path is None:
+            nearby = [arch[n]["hook"] for n in arch.graph.predecessors(node) if arch[n].get("hook")]
+            hint = f" The modules feeding it: {', '.join(map(repr, nearby))}." if nearby else ""
+            raise ValueError(
+                f"Tap {node!r} is not the output of a module. fx could not trace "
+                f"{arch.model_name}, so it runs eagerly and taps are read with forward hooks: "
+                f"tap a module's output instead.{hint}"
+            )
+        paths.append(path)
+    return paths
 
 
 def _input_shapes(arch: ArchGraph) -> tuple[tuple[int, ...] | None, ...]:

@@ -24,8 +24,8 @@ from tapfinder import Tap
 from tapfinder.errors import TraceFailure
 from tapfinder.inputs import normalize_example_inputs
 
-from .adapters import CAPACITIES, adapters_for
-from .instrument import instrument
+from .adapters import CAPACITIES, adapter_key, adapters_for
+from .instrument import instrument, resolve_taps
 from .losses import (ESTIMATORS, LabelStatistics, check_label_range, information_loss,
                      label_statistics, negative_entropy)
 from .probe import probe_hook_taps
@@ -200,7 +200,9 @@ class IMacHSR(nn.Module):
         # The model's inputs are the ones the example fed; optional forward arguments are not.
         self.num_inputs = len(normalize_example_inputs(example_inputs).args)
         if arch is not None:
-            described = {name: (arch[name]["layout"], arch[name]["shape"]) for name in self.taps}
+            nodes = resolve_taps(arch, taps) if tapped.uses_hooks else self.taps  # eager: paths
+            described = {name: (arch[node]["layout"], arch[node]["shape"])
+                         for name, node in zip(self.taps, nodes)}
             output = arch[arch.outputs[0]]
             self.classification = output["value"] == "tensor" and len(output["shape"] or ()) == 2
             image_size = next((arch[n]["spatial"] for n in arch.inputs if arch[n]["spatial"]), None)
@@ -313,7 +315,7 @@ class IMacHSR(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tap ``index``'s MI loss and its negative-entropy term (``None`` where its ``beta`` is 0)."""
         name = self.taps[index]
-        adapter_logits = self.adapters[name](features)
+        adapter_logits = self.adapters[adapter_key(name)](features)
         size = tuple(target.shape[1:])
         if not self.classification and adapter_logits.shape[2:] != target.shape[1:]:
             if self.resolution == "label":

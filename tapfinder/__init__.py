@@ -22,6 +22,7 @@ _EXPORTS = {
     "rule": "candidates", "InvalidInputError": "errors", "ShapePropagationError": "errors",
     "TapfinderError": "errors", "TraceFailure": "errors", "ArchGraph": "graph", "Tap": "rank",
     "select_taps": "rank", "AutoLeafWarning": "trace", "Inputs": "inputs",
+    "EagerGraphWarning": "trace",
 }
 
 
@@ -87,6 +88,7 @@ __all__ = [
     "Candidate",
     "Tap",
     "AutoLeafWarning",
+    "EagerGraphWarning",
     "TapfinderError",
     "InvalidInputError",
     "TraceFailure",

@@ -18,7 +18,7 @@ import inspect
 import keyword
 import re
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -49,6 +49,10 @@ class CallSpec:
     names
         One identifier per tensor of the call, in order: the parameter's name for a tensor
         argument (``pixel_values``), with the index or key of nested ones (``images_0``).
+    batches
+        The tensors that are items of a list or tuple argument (torchvision detection's list of
+        images), each mapped to the length of its list: the items carry no batch axis, the list
+        is the batch.
     output_types
         Filled in when the model is traced through this call: where the model's output holds
         mappings of their own class (Hugging Face's ``ModelOutput``), which fx turns into plain
@@ -60,6 +64,8 @@ class CallSpec:
         self.signature = signature
         self.skeleton = skeleton
         self.names = names
+        self.batches = dict(zip(names, _list_lengths(skeleton.values())))
+        self.batches = {name: length for name, length in self.batches.items() if length}
         self.output_types: Any = None
         parameters = signature.parameters
         # A call of plain tensors, one per leading positional parameter, flattens to itself.
@@ -93,7 +99,12 @@ class CallSpec:
         skeleton = {name: _skeleton(value) for name, value in arguments.items()}
         names: list[str] = []
         for name, value in arguments.items():
-            _leaf_names(value, _identifier(name), names)
+            parameter = signature.parameters.get(name)
+            if parameter is not None and parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                for key, item in value.items():  # **kwargs: named by their keywords
+                    _leaf_names(item, _identifier(key), names)
+            else:
+                _leaf_names(value, _identifier(name), names)
         return cls(signature, skeleton, tuple(_unique(names)))
 
     def flatten(self, args: Sequence[Any], kwargs: dict[str, Any], model: nn.Module) -> list[torch.Tensor]:
@@ -206,6 +217,18 @@ def _holds_tensor(skeleton: Any) -> bool:
     if isinstance(skeleton, dict):
         return any(_holds_tensor(item) for item in skeleton.values())
     return False
+
+
+def _list_lengths(values: Any, length: int = 0) -> Iterator[int]:
+    """For each tensor of the skeletons ``values``, in order: the length of the list or tuple
+    it is an item of, or 0."""
+    for value in values:
+        if value is _TENSOR:
+            yield length
+        elif isinstance(value, (tuple, list)):
+            yield from _list_lengths(value, len(value))
+        elif isinstance(value, dict):
+            yield from _list_lengths(value.values())
 
 
 def _leaf_names(value: Any, prefix: str, names: list[str]) -> None:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from .layout import infer_layouts
 from .shapes import ValueInfo
 from .tokens import token_grid
-from .tracer import SCOPE_META_KEY, TracedModel
+from .tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, TracedModel
 
 __all__ = ["ArchGraph", "build_arch_graph", "carries_tensors"]
 
@@ -53,7 +53,9 @@ class ArchGraph:
         size / node spatial size), ``params``, ``parametric``, ``layer_index`` (parametric layers
         on the longest path from an input), ``depth`` (``layer_index`` / its maximum) and
         ``on_main_path`` (every path from the inputs to the output passes through the node: it
-        dominates the output, a natural block boundary).
+        dominates the output, a natural block boundary). Graphs recorded from an eager run
+        (``shape_mode == "eager"``) also have ``hook``: the path of the module whose output
+        the node is (its features can be read with a forward hook there), else ``None``.
     traced
         The fx graph and the root it runs on (sharing the model's submodules, parameters and
         buffers); ``None`` for a graph loaded from JSON. ``graph_module`` builds a runnable
@@ -72,7 +74,8 @@ class ArchGraph:
         The model's class name.
     shape_mode
         ``"fake"`` when shapes came from fake tensors (no compute), ``"real"`` when value-dependent
-        code forced one real no-grad pass.
+        code forced one real no-grad pass, ``"eager"`` when fx could not trace the root and the
+        graph records one eager run (:mod:`tapfinder.eager`).
     """
 
     graph: nx.DiGraph
@@ -302,11 +305,15 @@ def build_arch_graph(
             params=params,
             parametric=_is_parametric(node, params, root, parameters),
         )
+        if traced.eager:
+            hooked = node.meta.get(MODULE_OUTPUT_META_KEY)
+            graph.nodes[node.name]["hook"] = hooked[0] if hooked else None
         for source in node.all_input_nodes:
             graph.add_edge(source.name, node.name)
 
     _add_channels_and_spatial(graph)
     input_names = tuple(n.name for n in nodes if n.op == "placeholder")
+    _describe_list_items(graph, traced.call.batches)
     _add_reduction(graph, input_names)
     _add_layer_index(graph)
     output_node = next(n for n in reversed(nodes) if n.op == "output")
@@ -405,6 +412,15 @@ def _add_channels_and_spatial(graph: nx.DiGraph) -> None:
             channels = shape[1]
         attrs["channels"] = channels
         attrs["spatial"] = spatial
+
+
+def _describe_list_items(graph: nx.DiGraph, batches: Mapping[str, int]) -> None:
+    """Images given as a list (C, H, W) each: channels first, the rest spatial, no batch axis."""
+    for name in batches:
+        attrs = graph.nodes[name]
+        shape = attrs["shape"]
+        if attrs["value"] == "tensor" and shape and len(shape) >= 3:
+            attrs.update(layout=None, channels=shape[0], spatial=tuple(shape[1:]))
 
 
 def _input_spatial(graph: nx.DiGraph, input_names: tuple[str, ...]) -> tuple[int, ...] | None:

@@ -15,7 +15,9 @@ and structure only (never model names):
   EfficientNet ports): the tap would be the producer's tensor with a zero border;
 - **inside attention**: a node of the module that holds an attention core (scaled dot-product
   attention, a softmax over square scores) other than that module's output: query, key and
-  value projections, SegFormer's key/value spatial reduction, the score matrix.
+  value projections, SegFormer's key/value spatial reduction, the score matrix;
+- **no module**: in a graph recorded from an eager run (the root could not be traced), a node
+  that no module returns: the model then runs eagerly and features are read with hooks.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
         violations.append("zero padding in front of a layer")
     if node in interior:
         violations.append("inside an attention computation")
+    if arch.shape_mode == "eager" and not attrs.get("hook"):
+        violations.append("not a module's output (an eager run's graph is read with hooks)")
     return violations
 
 
@@ -77,8 +81,14 @@ def _is_padding(attrs: dict) -> bool:
 
 
 def _input_batch(arch: ArchGraph) -> int | None:
-    shapes = [arch[name]["shape"] for name in arch.inputs if arch[name]["shape"]]
-    return shapes[0][0] if shapes else None
+    """The first input's batch: its first axis, or the length of the list it is an item of."""
+    batches = arch.traced.call.batches if arch.traced is not None else {}
+    for name in arch.inputs:
+        if name in batches:
+            return batches[name]
+        if arch[name]["shape"]:
+            return arch[name]["shape"][0]
+    return None
 
 
 def _positions(attrs: dict) -> int | None:

@@ -97,7 +97,9 @@ class _Recorder(fx.Interpreter):
             output = binary_output(target, args, kwargs)
             if output is not None:
                 return output
-        return super().call_function(target, args, kwargs)
+        # fx hands a node's list arguments over as immutable lists; the generated code builds
+        # fresh lists, which functions may change (swin3d's _get_window_and_shift_size does).
+        return super().call_function(target, _mutable(args), _mutable(kwargs))
 
     def run_node(self, node: fx.Node) -> Any:
         try:
@@ -111,6 +113,17 @@ class _Recorder(fx.Interpreter):
         # Error messages quote the shapes of a failing node's inputs.
         node.meta["tapfinder_shape"] = info.shape
         return result
+
+
+def _mutable(value: Any) -> Any:
+    """``value`` with fx's immutable lists and dicts (at any depth) as plain ones."""
+    if isinstance(value, list):
+        return [_mutable(item) for item in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_mutable(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _mutable(item) for key, item in value.items()}
+    return value
 
 
 def _node_failure(node: fx.Node, root: torch.nn.Module, error: Exception) -> Exception:

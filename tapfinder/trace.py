@@ -9,15 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidInputError
+from .eager import record_eager_run
+from .errors import InvalidInputError, TraceFailure
 from .graph import ArchGraph, build_arch_graph
 from .calls import CallSpec
 from .inputs import Inputs, normalize_example_inputs
 from .preserve import preserved_state
 from .shapes import propagate_shapes
-from .tracer import trace_model
+from .tracer import TracedModel, trace_model
 
-__all__ = ["trace", "AutoLeafWarning"]
+__all__ = ["trace", "AutoLeafWarning", "EagerGraphWarning"]
 
 
 class AutoLeafWarning(UserWarning):
@@ -64,7 +65,10 @@ def trace(
         The annotated graph. Submodules that fx could not trace are made leaves automatically
         (listed in ``ArchGraph.leaves``, with an :class:`AutoLeafWarning`). Branches on input
         shapes (``if h % 32: ...``) are decided for the example shapes and listed in
-        ``ArchGraph.shape_guards``: the graph is specialised to those shapes.
+        ``ArchGraph.shape_guards``: the graph is specialised to those shapes. Where the root
+        module's own forward cannot be traced (a loop over detections), the graph records one
+        eager run instead (``shape_mode == "eager"``, see :mod:`tapfinder.eager`), with an
+        :class:`EagerGraphWarning` that names the line fx stopped at.
 
     Raises
     ------
@@ -72,7 +76,8 @@ def trace(
         ``model`` is not a module, or ``example_inputs``, ``leaf_modules`` or ``concrete_args``
         are malformed or do not match ``forward``'s arguments.
     TraceFailure
-        The root module's own forward cannot be traced; the message names the source line.
+        The root module's own forward cannot be traced and the model cannot run once to be
+        recorded either (it is on the meta device, or fails); the message names the line.
     ShapePropagationError
         The model fails on inputs of these shapes; the message names the failing node.
 
@@ -96,9 +101,13 @@ def trace(
     inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
     call = CallSpec.bind(model, inputs, concrete_args)
     tensors = tuple(inputs.tensors())
-    with preserved_state(model):  # tracing runs the model's Python, which may change the model
-        traced = trace_model(model, call, tensors, leaf_modules=leaf_modules)
-        infos, shape_mode = propagate_shapes(traced, tensors)
+    try:
+        with preserved_state(model):  # tracing runs the model's Python, which may change it
+            traced = trace_model(model, call, tensors, leaf_modules=leaf_modules)
+            infos, shape_mode = propagate_shapes(traced, tensors)
+    except TraceFailure as failure:
+        traced, infos = _eager_record_or_raise(model, call, tensors, failure)
+        shape_mode = "eager"
     auto_leaves = traced.auto_leaves
     if auto_leaves:
         warnings.warn(
@@ -110,6 +119,37 @@ def trace(
             stacklevel=2,
         )
     return build_arch_graph(model, traced, infos, shape_mode=shape_mode)
+
+
+class EagerGraphWarning(UserWarning):
+    """fx could not trace the model's root; the graph records one eager run instead."""
+
+
+def _eager_record_or_raise(model: nn.Module, call: CallSpec, tensors: tuple[torch.Tensor, ...],
+                           failure: TraceFailure) -> tuple[TracedModel, dict]:
+    """The graph of one eager run in place of a trace, with a warning that says what it lacks;
+    the trace's failure when the model cannot run either."""
+    try:
+        traced, infos = record_eager_run(model, call, tensors)
+    except Exception as error:  # noqa: BLE001 - the trace's failure says more
+        raise TraceFailure(f"{failure}\nRunning the model once to record it instead failed "
+                           f"too: {type(error).__name__}: {error}") from failure
+    message = str(failure)
+    advice = message[message.find("To trace it fully"):] if "To trace it fully" in message else ""
+    warnings.warn(
+        f"{message.splitlines()[0]}\n{_where(message)}tapfinder recorded one eager run on random "
+        "inputs of the example's shapes instead. That graph holds the branches and loop counts "
+        "of that run, cannot run as a GraphModule, and taps are read with forward hooks, so "
+        f"they must be module outputs. {advice}".rstrip(),
+        EagerGraphWarning, stacklevel=3)
+    return traced, infos
+
+
+def _where(message: str) -> str:
+    """The source line quoted in a trace failure's message, if any, as lines ending in a
+    newline."""
+    quoted = [line for line in message.splitlines()[1:3] if line.startswith("  ")]
+    return "".join(line + "\n" for line in quoted)
 
 
 def _match_model_dtype(inputs: Inputs, model: nn.Module) -> Inputs:

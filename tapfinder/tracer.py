@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import operator
 import os
 import traceback
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -37,6 +39,9 @@ except ImportError:  # pragma: no cover - depends on the torch release
 __all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "SCOPE_META_KEY", "trace_model"]
 
 SCOPE_META_KEY = "tapfinder_scope"
+# In graphs recorded from an eager run: the paths of the modules whose forward returned the
+# node's tensor, innermost first (a forward hook on any of them reads it).
+MODULE_OUTPUT_META_KEY = "tapfinder_module_output"
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(__file__)
@@ -68,8 +73,13 @@ class TracedModel(NamedTuple):
     auto_leaves: dict[str, str]
     shape_guards: list[ShapeGuard]
     call: CallSpec
+    eager: bool = False  # the graph records one eager run (tapfinder.eager), not a trace
 
-    def graph_module(self) -> fx.GraphModule:
+    def graph_module(self) -> fx.GraphModule | None:
+        """A runnable module of the graph; ``None`` for the record of an eager run, which
+        holds that run's branches and loop counts and so cannot stand for the model."""
+        if self.eager:
+            return None
         return fx.GraphModule(self.root, self.graph, class_name=type(self.root).__name__)
 
 
@@ -113,12 +123,16 @@ class _MetaEvaluator:
 
 class _ShapeProxy(fx.Proxy):
     """A proxy Python may convert with ``int()`` or ``float()`` (``int(n ** 0.5)`` of a token
-    count in ConViT, SAM, NesT) or ask the ``len()`` of (``len(x.size())`` in
+    count in ConViT, SAM, NesT), use as an index (``range(images.shape[0])`` in torchvision's
+    detection transform) or ask the ``len()`` of (``len(x.size())`` in
     ``nn.TransformerEncoder``, ``list(x.shape)``): the tracer computes the number from the
     example shapes."""
 
     def __int__(self) -> int:
         return self.tracer._concrete(self, int, _not_a_number)
+
+    def __index__(self) -> int:  # range(x.shape[0]), a size as a slice bound of a real tensor
+        return self.tracer._concrete(self, operator.index, _not_a_number)
 
     def __len__(self) -> int:
         return self.tracer._concrete(self, len, _no_length)
@@ -176,6 +190,10 @@ class ScopeTracer(fx.Tracer):
         self.shape_guards: list[ShapeGuard] = []
         self._evaluator: _MetaEvaluator | None = None
         self._parameter_proxy_cache: dict[str, fx.Proxy] | None = None
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        with _recorded_tensor_constructor(self):
+            return super().trace(root, concrete_args)
 
     def to_bool(self, obj: fx.Proxy) -> bool:
         return self._concrete(obj, bool, super().to_bool)
@@ -279,6 +297,33 @@ class ScopeTracer(fx.Tracer):
                     del self._parameter_proxy_cache[name]
 
 
+@contextmanager
+def _recorded_tensor_constructor(tracer: fx.Tracer) -> Iterator[None]:
+    """While tracing, ``torch.tensor`` of a traced value (``torch.tensor(num_channels)`` of a
+    size, in RAFT) is recorded as a call in the graph, as fx records ``torch`` functions that
+    accept proxies; ``torch.tensor`` does not, so fx alone fails on it. Other calls pass through."""
+    original = torch.tensor
+
+    def tensor(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(item, fx.Proxy) for item in _flat(data, *args, *kwargs.values())):
+            return tracer.create_proxy("call_function", original, (data, *args), kwargs)
+        return original(data, *args, **kwargs)
+
+    torch.tensor = tensor
+    try:
+        yield
+    finally:
+        torch.tensor = original
+
+
+def _flat(*values: Any) -> Iterator[Any]:
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            yield from _flat(*value)
+        else:
+            yield value
+
+
 # torch.nn modules fx would keep opaque (all of torch.nn is a leaf to it) that are stacks of
 # layers: traced into, so that each encoder layer is a block; MultiheadAttention stays one node.
 TRACED_TORCH_STACKS = (
@@ -323,12 +368,34 @@ def _root_failure(model: nn.Module, error: BaseException, call: CallSpec,
         )
     return TraceFailure(
         f"torch.fx could not trace {type(model).__name__}.forward: {_first_line(error)}{where}\n"
-        "The failing code is in the root module's own forward, so no submodule can be made a "
-        "leaf to get around it. To fix it, either pass concrete_args={'name': value} for the "
-        "forward arguments that choose a branch, move the untraceable code into a submodule "
-        "(tapfinder then keeps that submodule opaque automatically), or name the modules to keep "
-        "opaque with leaf_modules=[...]."
+        "The failing code runs in the root module's own forward, so no submodule can be made a "
+        f"leaf to get around it. To trace it fully, {' or '.join(_fixes(model, call, frame))}."
     )
+
+
+def _fixes(model: nn.Module, call: CallSpec, frame: traceback.FrameSummary | None) -> list[str]:
+    """The fixes that apply to a failure in the root's code at ``frame``."""
+    fixes = []
+    flags = [name for name, parameter in call.signature.parameters.items()
+             if name not in call.skeleton and parameter.default is not parameter.empty
+             and (parameter.default is None or type(parameter.default) in (bool, int, str))]
+    if flags:
+        fixes.append(f"pass concrete_args={{{flags[0]!r}: value}} if one of the arguments "
+                     f"{', '.join(flags)} chooses the branch")
+    in_forward = frame is not None and frame.name == "forward" and frame.filename == _source_file(
+        type(model).forward)
+    where = "the code at that line" if in_forward else (
+        f"the call in {type(model).__name__}.forward that leads to that line")
+    fixes.append(f"move {where} into a submodule's forward (tapfinder then keeps that "
+                 "submodule opaque automatically)")
+    return fixes
+
+
+def _source_file(function: Any) -> str | None:
+    try:
+        return inspect.getsourcefile(inspect.unwrap(function))
+    except TypeError:
+        return None
 
 
 def _runs_eagerly(model: nn.Module, call: CallSpec,
@@ -343,9 +410,9 @@ def _runs_eagerly(model: nn.Module, call: CallSpec,
     device = parameter.device if parameter is not None else torch.device("cpu")
     if device.type == "meta":
         return False
-    args, kwargs = call.rebuild(random_inputs(Inputs(*example_inputs), device).args)
     try:
-        with preserved_state(model), torch.no_grad():
+        with preserved_state(model), torch.no_grad():  # the random inputs' draw is undone too
+            args, kwargs = call.rebuild(random_inputs(Inputs(*example_inputs), device).args)
             model(*args, **kwargs)
     except Exception:  # noqa: BLE001 - any failure means the model's own code fails too
         return False
@@ -357,7 +424,7 @@ def _is_fx_limitation(error: BaseException) -> bool:
     operation on a Proxy (iteration, ``len``, a value-dependent ``bool``)."""
     text = str(error)
     return isinstance(error, fx.proxy.TraceError) or any(
-        word in text for word in ("symbolic", "Proxy", "proxy", "traced"))
+        word in text for word in ("symbolic", "Proxy", "proxy", "traced", "argument of type"))
 
 
 def resolve_leaf_modules(

@@ -48,5 +48,9 @@ def assert_same(before: dict, after: dict) -> None:
             assert before["state"].keys() == after["state"].keys()
             for name, value in before["state"].items():
                 assert torch.equal(value, after["state"][name]), name
+        elif key == "attribute_values":
+            for index, (old, new) in enumerate(zip(before[key], after[key])):
+                changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+                assert not changed, f"module {index} attributes {changed} changed"
         else:
             assert before[key] == after[key], key

@@ -127,10 +127,10 @@ def test_e05_a_model_that_raises_in_forward_is_named_where_it_raises():
 
 def test_e06_root_control_flow_on_values_names_the_line_and_instrument_falls_back_to_hooks():
     model = RootBranchNet()
-    with pytest.raises(TraceFailure, match=r"line \d+.*\n.*if .*\n.*concrete_args"):
-        tapfinder.trace(model, (1, 3, 16, 16))
     before = snapshot(model)
-    with pytest.warns(imachsr.HookFallbackWarning):
+    with pytest.warns(tapfinder.EagerGraphWarning, match=r"line \d+.*\n.*if .*\n.*one eager run"):
+        tapfinder.trace(model, (1, 3, 16, 16))
+    with pytest.warns(tapfinder.EagerGraphWarning):
         tapped = imachsr.instrument(model, ["conv"], (1, 3, 16, 16))
     x = torch.ones(1, 3, 16, 16)  # takes the branch through the tapped conv
     assert torch.equal(tapped(x)[0], model(x)) and tapped.uses_hooks
@@ -260,12 +260,14 @@ def test_e18_labels_that_could_be_a_model_argument_ask_for_target_by_keyword():
 
 
 def test_e05_a_model_that_runs_but_does_not_trace_is_blamed_on_tracing_with_its_line():
-    # RAFT computes torch.tensor(num_channels) of a traced size: a tracing limit, in a file under
-    # site-packages/torchvision that the source-line filter used to take for torch's own.
+    # Faster R-CNN hands its region-proposal network an ImageList, which fx cannot record: a
+    # tracing limit, in a file under site-packages/torchvision that the source-line filter
+    # used to take for torch's own. The analysis records one eager run instead.
     tv = pytest.importorskip("torchvision.models")
-    model = tv.optical_flow.raft_small().eval()
+    model = tv.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, min_size=64, max_size=64).eval()
     before = snapshot(model)
-    with pytest.raises(TraceFailure, match=r"torch.fx could not trace RAFT\.forward.*\n.*"
-                                           r"torchvision.*raft\.py.*\n.*torch\.tensor\(num_channels\)"):
-        tapfinder.trace(model, ((1, 3, 128, 128), (1, 3, 128, 128)))
+    with pytest.warns(tapfinder.EagerGraphWarning, match=r"torch.fx could not trace FasterRCNN\.forward.*"
+                                                          r"\n.*torchvision.*generalized_rcnn\.py.*\n.*self\.rpn"):
+        tapfinder.trace(model, ([(3, 64, 64)],))
     assert_same(before, snapshot(model))  # the check that the model runs left no trace

@@ -129,14 +129,25 @@ def test_auto_leaf_models_instrument_around_the_leaf():
     assert torch.equal(output, model(x)) and features["gate"].shape == (2, 16, 8, 8)
 
 
-def test_untraceable_model_falls_back_to_hooks_with_a_warning():
+def test_an_untraceable_root_is_tapped_with_hooks_on_the_record_of_one_run():
     model = RootBranchNet()
-    with pytest.warns(imachsr.HookFallbackWarning, match="forward hooks"):
+    with pytest.warns(tapfinder.EagerGraphWarning, match="forward hooks"):
         tapped = imachsr.instrument(model, ["conv"], (1, 3, 8, 8))
     x = torch.rand(1, 3, 8, 8)
     output, features = tapped(x)
     assert torch.equal(output, model(x)) and features["conv"].shape == (1, 4, 6, 6)
-    assert not model.conv._forward_hooks  # hooks live only during a call
+    assert tapped.uses_hooks and not model.conv._forward_hooks  # hooks live only during a call
+    with pytest.raises(ValueError, match="'sum_1' is not the output of a module"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imachsr.instrument(model, ["sum_1"], (1, 3, 8, 8))
+
+
+def test_a_model_that_can_neither_trace_nor_run_falls_back_to_hooks_on_named_modules():
+    model = RootBranchNet().to("meta")  # cannot run once to be recorded
+    with pytest.warns(imachsr.HookFallbackWarning, match="forward hooks"):
+        tapped = imachsr.instrument(model, ["conv"], (1, 3, 8, 8))
+    assert tapped.uses_hooks and tapped.taps == ("conv",)
     with pytest.raises(ValueError, match="must be module paths"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -240,7 +240,7 @@ def test_a_model_fx_cannot_trace_trains_with_module_taps_through_forward_hooks()
 
     model = RootBranchSegmenter().train()
     before = snapshot(model)
-    with pytest.warns(imachsr.HookFallbackWarning, match="forward hooks"):
+    with pytest.warns(tapfinder.EagerGraphWarning, match="forward hooks"):
         scheme = scheme_for(model, taps=["stem", "down"], mi="ce", adapter="head")
     assert_same(before, snapshot(model))  # the shape probe left no trace either
     assert scheme.taps == ("stem", "down") and scheme.tapped.uses_hooks
@@ -252,6 +252,15 @@ def test_a_model_fx_cannot_trace_trains_with_module_taps_through_forward_hooks()
     assert all(p.grad is not None for p in scheme.adapters.parameters())
 
 
-def test_automatic_taps_on_an_untraceable_model_say_how_to_name_module_taps():
-    with pytest.raises(tapfinder.TraceFailure, match=r"name module taps"):
-        scheme_for(RootBranchSegmenter(), taps="auto")
+def test_automatic_taps_on_an_untraceable_model_are_module_outputs_of_the_recorded_run():
+    model = RootBranchSegmenter().train()
+    with pytest.warns(tapfinder.EagerGraphWarning):
+        scheme = scheme_for(model, taps="auto", k=2)
+    modules = dict(model.named_modules())
+    assert scheme.tapped.uses_hooks and all(tap in modules for tap in scheme.taps)
+    x, y = batch()
+    out = scheme(x, y)
+    out.loss.backward()
+    assert {f"mi/{tap}" for tap in scheme.taps} <= out.terms.keys()
+
+

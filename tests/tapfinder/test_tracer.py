@@ -41,13 +41,38 @@ def test_auto_leaf_keeps_the_graph_runnable_and_equal_to_the_model():
     assert torch.equal(graph_module(-x.abs() - 1), model(-x.abs() - 1))
 
 
-def test_root_control_flow_names_the_source_line_and_the_fixes():
-    with pytest.raises(TraceFailure) as caught:
-        tapfinder.trace(RootBranchNet(), (1, 3, 8, 8))
-    message = str(caught.value)
+def test_root_control_flow_records_one_eager_run_naming_the_line_and_the_fix_that_applies():
+    with pytest.warns(tapfinder.EagerGraphWarning) as caught:
+        arch = tapfinder.trace(RootBranchNet(), (1, 3, 8, 8))
+    message = str(caught[0].message)
     assert "RootBranchNet.forward" in message
     assert "if x.sum() > 0:" in message and "architectures.py" in message
-    assert "concrete_args" in message and "leaf_modules" in message
+    assert "move the code at that line into a submodule" in message
+    assert "concrete_args" not in message  # forward has no argument that could choose a branch
+    assert arch.shape_mode == "eager" and arch.graph_module is None
+    assert arch["conv"]["hook"] == "conv" and arch["conv"]["shape"] == (1, 4, 6, 6)
+
+
+class FlagBranchNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x, flip=False):
+        x = self.conv(x)
+        if flip and x.mean() > 0:
+            x = -x
+        return x.flip(-1) if x.amax() > 0 else x
+
+
+def test_a_root_failure_suggests_concrete_args_only_where_forward_has_flags():
+    with pytest.warns(tapfinder.EagerGraphWarning, match=r"concrete_args=\{'flip': value\}"):
+        tapfinder.trace(FlagBranchNet(), (1, 3, 8, 8))
+
+
+def test_a_model_that_can_neither_trace_nor_run_gets_the_trace_failure():
+    with pytest.raises(TraceFailure, match=r"(?s)if x.sum\(\) > 0.*record it instead failed too"):
+        tapfinder.trace(RootBranchNet().to("meta"), (1, 3, 8, 8))
 
 
 def test_branches_on_shapes_are_decided_from_the_example_inputs():
