@@ -1,4 +1,5 @@
-"""Sweep tapfinder and imachsr over every torchvision and timm model, one subprocess per worker.
+"""Sweep tapfinder and imachsr over every torchvision and timm model and a list of Hugging Face
+transformers classes, one subprocess per worker.
 
 For each model, with random weights: build it (on the ``meta`` device where the model allows it,
 so no weights are allocated), trace it with auto-leaf, find candidates and select 3 taps, and,
@@ -8,7 +9,7 @@ the two baselines run: plain ``torch.fx.symbolic_trace`` and timm's own fx trace
 (``timm.layers.get_graph_node_names``, with timm's registry of leaf modules and wrapped
 functions). Usage::
 
-    python benchmarks/zoo_sweep.py [--zoo torchvision,timm] [--sample 20] [--workers 2]
+    python benchmarks/zoo_sweep.py [--zoo torchvision,timm,transformers] [--sample 20] [--workers 2]
         [--timeout 180] [--out runs/zoo_sweep.json] [--models timm:resnet50,...]
 
 Targets (robustness issue): every torchvision classification and segmentation model, and at
@@ -38,8 +39,29 @@ MAX_PARAMS = 400_000_000  # the issue's population: timm models under 400M param
 STAGES = ("build", "trace", "analyse", "instrument")
 
 
+# Hugging Face transformers classes across the families users bring, built with hf:CLASS:small
+# (every stage one block, four layers): vision backbones, classifiers, semantic segmenters,
+# depth estimators, universal segmenters and text encoders (token ids in).
+TRANSFORMERS = (
+    "ViTModel", "ViTForImageClassification", "DeiTModel", "BeitModel", "Data2VecVisionModel",
+    "Dinov2Model", "SwinModel", "Swinv2Model", "ConvNextModel", "ConvNextV2Model", "ResNetModel",
+    "RegNetModel", "MobileNetV2Model", "EfficientNetModel", "PoolFormerModel", "CvtModel",
+    "PvtModel", "LevitModel", "MobileViTModel", "MobileViTV2Model", "FocalNetModel", "BitModel",
+    "SegformerModel", "ConvNextForImageClassification",
+    "SegformerForSemanticSegmentation", "BeitForSemanticSegmentation",
+    "Data2VecVisionForSemanticSegmentation", "MobileViTForSemanticSegmentation",
+    "MobileViTV2ForSemanticSegmentation", "MobileNetV2ForSemanticSegmentation",
+    "UperNetForSemanticSegmentation", "DPTForSemanticSegmentation",
+    "DPTForDepthEstimation", "GLPNForDepthEstimation", "DepthAnythingForDepthEstimation",
+    "MaskFormerForInstanceSegmentation", "Mask2FormerForUniversalSegmentation",
+    "BertModel", "RobertaModel", "DistilBertModel", "AlbertModel", "ElectraModel",
+    "DebertaV2Model", "T5EncoderModel",
+)
+
+
 def list_specs(zoos: list[str]) -> list[str]:
-    """Every torchvision classification/segmentation model and every timm model, as specs."""
+    """Every torchvision classification/segmentation model, every timm model and the
+    transformers classes above, as specs."""
     specs = []
     if "torchvision" in zoos:
         import torchvision.models as tv
@@ -50,6 +72,8 @@ def list_specs(zoos: list[str]) -> list[str]:
         import timm
 
         specs += [f"timm:{name}" for name in timm.list_models()]
+    if "transformers" in zoos:
+        specs += [f"hf:{name}:small" for name in TRANSFORMERS]
     return specs
 
 
@@ -61,13 +85,33 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _input_shape(spec: str, model: Any) -> tuple[int, ...]:
-    """The model's own input size where it declares one (timm's pretrained_cfg), else 224."""
+def _example(spec: str, model: Any) -> Any:
+    """The model's example input: a shape of its own input size where it declares one (timm's
+    pretrained_cfg, a transformers config's image_size), else 224; token ids (a meta tensor of
+    int64) for transformers text models."""
+    import torch
+
     config = getattr(model, "pretrained_cfg", None) or {}
     channels, height, width = config.get("input_size", (3, 224, 224))
     if spec.startswith("torchvision:") and "inception" in spec:
         height = width = 299
+    hf_config = getattr(model, "config", None)
+    if spec.startswith("hf:") and hf_config is not None:
+        if getattr(hf_config, "vocab_size", None) and not hasattr(hf_config, "num_channels"):
+            return torch.empty((1, 16), dtype=torch.long, device="meta")
+        size = getattr(hf_config, "image_size", 224)
+        height = width = size if isinstance(size, int) else 224
     return (1, channels, height, width)
+
+
+def _real(example: Any) -> Any:
+    """Real values for an example: a random image, or zeros as token ids."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    if isinstance(example, torch.Tensor):
+        return torch.zeros(example.shape, dtype=example.dtype)
+    return torch.randn(example, generator=generator)
 
 
 def _build(spec: str, device: str) -> Any:
@@ -89,15 +133,22 @@ def _timed(record: dict, key: str, function: Any) -> Any:
 
 
 def _baselines(record: dict, model: Any) -> None:
-    """Plain ``torch.fx.symbolic_trace`` and timm's registry-based tracer on the same model."""
+    """Plain ``torch.fx.symbolic_trace`` and timm's registry-based tracer on the same model.
+    timm's tracer switches the model between train and eval mode and leaves it in train mode
+    when it fails, so the modes are put back after each."""
     import torch
 
+    modules = list(model.modules())
+    modes = [module.training for module in modules]
     for key, function in (("fx", torch.fx.symbolic_trace), ("timm_fx", _timm_trace)):
         try:
             _timed(record, key, lambda function=function: function(model))
             record[key] = "ok"
         except Exception as error:  # noqa: BLE001 - a baseline's failure is a measurement
             record[key] = _first_line(error)
+        finally:
+            for module, mode in zip(modules, modes):
+                module.training = mode
 
 
 def _timm_trace(model: Any) -> Any:
@@ -126,8 +177,8 @@ def sweep_one(spec: str, run_params: int) -> dict:
         if params >= MAX_PARAMS:
             record["outcome"] = "skipped"
             return record
-        shape = _input_shape(spec, model)
-        record["input_shape"] = shape
+        shape = _example(spec, model)
+        record["input_shape"] = tuple(getattr(shape, "shape", shape))
         _baselines(record, model)
 
         stage = "trace"
@@ -158,13 +209,13 @@ def sweep_one(spec: str, run_params: int) -> dict:
     return record
 
 
-def _check_instrument(spec: str, shape: tuple[int, ...], taps: list[str]) -> None:
+def _check_instrument(spec: str, shape: Any, taps: list[str]) -> None:
     import torch
 
     import imachsr
 
     model = _build(spec, "cpu")
-    example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    example = _real(shape)
     tapped = imachsr.instrument(model, taps, example)
     with torch.no_grad():
         expected = model(example)
@@ -180,8 +231,9 @@ def _tree_equal(a: Any, b: Any) -> bool:
 
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_tree_equal(a[k], b[k]) for k in a)
+    if isinstance(a, dict):  # a ModelOutput must stay one: compare the classes too
+        return type(a) is type(b) and a.keys() == b.keys() and all(
+            _tree_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_tree_equal(x, y) for x, y in zip(a, b))
     return a == b
@@ -351,7 +403,7 @@ def tap_quality_report(records: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", default="torchvision,timm")
+    parser.add_argument("--zoo", default="torchvision,timm,transformers")
     parser.add_argument("--models", default="", help="comma-separated specs instead of --zoo")
     parser.add_argument("--sample", type=int, default=0, help="a random sample of this size")
     parser.add_argument("--seed", type=int, default=0)
