@@ -36,8 +36,8 @@ __all__ = ["record_eager_run"]
 
 def record_eager_run(model: nn.Module, call: CallSpec,
                      example_inputs: tuple[torch.Tensor, ...]) -> tuple[TracedModel, dict[str, ValueInfo]]:
-    """Run ``model`` once as ``call`` on random inputs of ``example_inputs``' shapes (drawn from
-    seed 0, so the record is reproducible) and return
+    """Run ``model`` once as ``call`` on ``example_inputs`` (those given only as shapes drawn at
+    random from seed 0, so the record is reproducible) and return
     the recorded graph (as a :class:`TracedModel` with ``eager=True``) and each node's value.
 
     Raises
@@ -51,7 +51,11 @@ def record_eager_run(model: nn.Module, call: CallSpec,
         raise RuntimeError("the model is on the meta device, so it cannot run once to be recorded")
     with torch.random.fork_rng(devices=[]):  # the same record every time; the caller's RNG kept
         torch.manual_seed(0)
-        tensors = random_inputs(Inputs(*example_inputs), device).args
+        drawn = random_inputs(Inputs(*example_inputs), device).args
+    # Tensors the user gave are used as they are (a detector's target boxes must be valid);
+    # inputs given as shapes are random.
+    tensors = tuple(random if given.is_meta else given.to(device)
+                    for given, random in zip(example_inputs, drawn))
     args, kwargs = call.rebuild(tensors)
     recording = _Recording(model, call.names, tensors)
     with preserved_state(model), torch.no_grad(), recording.hooks(), _FunctionRecorder(recording):

@@ -271,3 +271,39 @@ def test_e05_a_model_that_runs_but_does_not_trace_is_blamed_on_tracing_with_its_
                                                           r"\n.*torchvision.*generalized_rcnn\.py.*\n.*self\.rpn"):
         tapfinder.trace(model, ([(3, 64, 64)],))
     assert_same(before, snapshot(model))  # the check that the model runs left no trace
+
+
+class ImageListSegmenter(TinySegmenter):
+    """Takes a list of (3, H, W) images and an optional mask, as detection models do."""
+
+    def forward(self, images: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.stack(images)
+        return super().forward(x if mask is None else x * mask)
+
+
+def test_e19_example_inputs_that_do_not_fit_forward_quote_the_signature():
+    model = ImageListSegmenter()
+    before = snapshot(model)
+    with pytest.raises(InvalidInputError, match=r"3 positional input\(s\), which do not fit "
+                                                r"ImageListSegmenter\.forward\(images.*too many"):
+        tapfinder.trace(model, ([(3, 16, 16)], (1, 3, 16, 16), (1,)))
+    with pytest.raises(InvalidInputError, match=r"keywords scale.*unexpected keyword argument"):
+        imachsr.instrument(model, ["stem"], tapfinder.Inputs([(3, 16, 16)], scale=(1,)))
+    with pytest.raises(InvalidInputError, match=r"example_inputs\['mask'\] is bool.*concrete_args"):
+        imachsr.IMacHSR(model, 3, example_inputs=tapfinder.Inputs([(3, 16, 16)], mask=True))
+    assert_same(before, snapshot(model))
+
+
+def test_e20_an_instrumented_model_called_unlike_its_example_says_what_differs():
+    model = ImageListSegmenter().eval()
+    tapped = imachsr.instrument(model, ["stem"], ([(3, 16, 16), (3, 16, 16)],))
+    image = torch.randn(3, 16, 16)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"traced for calls like forward\(images=\[<tensor>, "
+                                         r"<tensor>\]\).*images is not a sequence of 2 items"):
+        tapped([image])
+    with pytest.raises(ValueError, match=r"also passes 'mask', which the traced call left at its"):
+        tapped([image, image], torch.ones(1, 16, 16))
+    assert_same(before, snapshot(model))
+    with torch.no_grad():  # at its default, the argument is the traced call
+        assert torch.equal(tapped([image, image], None)[0], model([image, image]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,8 @@ def test_example_says_how_to_run_it(script: Path):
 
 
 def readme_python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [textwrap.dedent(block) for block in blocks]  # blocks inside list items are indented
 
 
 def test_readme_snippets_run_as_written(tmp_path: Path):

@@ -91,3 +91,25 @@ def test_a_detectors_module_taps_can_be_named_directly():
         tapped = imachsr.instrument(model, ["backbone.body.3", "backbone.fpn"], IMAGES)
     (_, features), _ = run_both(model, tapped, IMAGES)
     assert list(features) == ["backbone.body.3", "backbone.fpn"]
+
+
+def test_a_detector_in_training_mode_is_recorded_and_tapped_with_its_targets():
+    torch.manual_seed(0)
+    model = tv.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, min_size=96, max_size=96, num_classes=3).train()
+    images = [torch.rand(3, 96, 96), torch.rand(3, 96, 64)]
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[5.0, 5.0, 30.0, 40.0]]), "labels": torch.tensor([2])}]
+    with pytest.warns(tapfinder.EagerGraphWarning):
+        arch = tapfinder.trace(model, (images, targets))  # real boxes: random ones are invalid
+    assert arch.inputs[2:] == ("targets_0_boxes", "targets_0_labels", "targets_1_boxes",
+                               "targets_1_labels")
+    tapped = imachsr.instrument(model, tapfinder.select_taps(arch, k=3), (images, targets),
+                                arch=arch)
+    torch.manual_seed(1)
+    losses, features = tapped(images, targets)
+    torch.manual_seed(1)
+    assert same(losses, model(images, targets))  # the detector's own losses, bit for bit
+    auxiliary = sum(feature.square().mean() for feature in features.values())
+    (sum(losses.values()) + auxiliary).backward()  # features carry gradients for your own loss
+    assert model.backbone.body["1"].block[0][0].weight.grad is not None
