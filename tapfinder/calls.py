@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError
-from .inputs import Inputs
+from .inputs import Inputs, same_sequence
 
 __all__ = ["CallSpec"]
 
@@ -203,7 +203,7 @@ def _skeleton(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _TENSOR
     if isinstance(value, (tuple, list)):
-        return _same_sequence(value, [_skeleton(item) for item in value])
+        return same_sequence(value, [_skeleton(item) for item in value])
     if isinstance(value, dict):
         return {key: _skeleton(item) for key, item in value.items()}
     return value
@@ -284,16 +284,10 @@ def _fill(skeleton: Any, supply: Any) -> Any:
     if skeleton is _TENSOR:
         return next(supply)
     if isinstance(skeleton, (tuple, list)):
-        return _same_sequence(skeleton, [_fill(item, supply) for item in skeleton])
+        return same_sequence(skeleton, [_fill(item, supply) for item in skeleton])
     if isinstance(skeleton, dict):
         return {key: _fill(item, supply) for key, item in skeleton.items()}
     return skeleton
-
-
-def _same_sequence(value: tuple | list, items: list) -> tuple | list:
-    if hasattr(value, "_fields"):  # a named tuple
-        return type(value)(*items)
-    return type(value)(items)
 
 
 def _describe_skeleton(value: Any) -> str:
@@ -324,7 +318,7 @@ def _restore_types(value: Any, types_: Any) -> Any:
         return value
     cls, inner = types_
     if cls is None:
-        return _same_sequence(value, [_restore_types(v, t) for v, t in zip(value, inner)])
+        return same_sequence(value, [_restore_types(v, t) for v, t in zip(value, inner)])
     items = {key: _restore_types(item, inner.get(key)) for key, item in value.items()}
     if cls is dict:
         return items

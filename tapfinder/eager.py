@@ -26,7 +26,7 @@ from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
 from .calls import CallSpec
-from .inputs import Inputs, random_inputs
+from .inputs import Inputs, random_inputs, tensors_in
 from .preserve import preserved_state
 from .shapes import ValueInfo, describe_value
 from .tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, ScopeTracer, TracedModel
@@ -118,7 +118,7 @@ class _Recording:
         if self.leaf_depth == 1:  # the outermost leaf: one node for the whole call
             self.leaf_depth = 0
             self._add("call_module", path, args, kwargs, output, name=path.replace(".", "_"))
-        first = next(iter(_tensors(output)), None)
+        first = next(iter(tensors_in(output)), None)
         producer = self.producers.get(id(first)) if first is not None else None
         # A module called again replaces its entry: a hook reads a module's last call.
         self.module_outputs.pop(path, None)
@@ -127,7 +127,7 @@ class _Recording:
         self.scope.pop()
 
     def record_function(self, function: Any, args: tuple, kwargs: dict, result: Any) -> None:
-        if self.leaf_depth or not any(True for _ in _tensors(result)):
+        if self.leaf_depth or next(tensors_in(result), None) is None:
             return
         op, target = _operation(function)
         self._add(op, target, args, kwargs, result, name=None)
@@ -205,17 +205,6 @@ def _operation(function: Any) -> tuple[str, Any]:
     if qualname.startswith(("Tensor.", "TensorBase.", "_TensorBase.")):
         return "call_method", name
     return "call_function", function
-
-
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
 
 
 def _keyed_tensors(value: Any) -> Iterator[tuple[Any, torch.Tensor]]:

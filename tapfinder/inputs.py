@@ -7,7 +7,7 @@ list, tuple or dict of those (a detection model's list of images, a dict of toke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -50,9 +50,7 @@ class Inputs:
 
     def tensors(self) -> list[torch.Tensor]:
         """The tensors of the call, positional arguments first, in order, nested ones included."""
-        found: list[torch.Tensor] = []
-        _visit([self.args, self.kwargs], found.append)
-        return found
+        return list(tensors_in([self.args, self.kwargs]))
 
     def map_tensors(self, function: Any) -> Inputs:
         """The same call with every tensor replaced by ``function(tensor)``."""
@@ -118,7 +116,7 @@ def _leaf(value: Any, where: str) -> Any:
     if _is_shape(value):
         return _tensor_from_shape(value, where)
     if isinstance(value, (tuple, list)) and value:
-        return _same_sequence(value, [_leaf(item, f"{where}[{i}]") for i, item in enumerate(value)])
+        return same_sequence(value, [_leaf(item, f"{where}[{i}]") for i, item in enumerate(value)])
     if isinstance(value, dict) and value:
         return {key: _leaf(item, f"{where}[{key!r}]") for key, item in value.items()}
     raise InvalidInputError(
@@ -144,28 +142,29 @@ def _tensor_from_shape(shape: Sequence[int], where: str) -> torch.Tensor:
     return torch.empty(tuple(shape), device="meta")
 
 
-def _visit(value: Any, found: Any) -> None:
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors in ``value`` and in the lists, tuples and dicts nested in it, in order."""
     if isinstance(value, torch.Tensor):
-        found(value)
+        yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            _visit(item, found)
+            yield from tensors_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            _visit(item, found)
+            yield from tensors_in(item)
 
 
 def _map(value: Any, function: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return function(value)
     if isinstance(value, (tuple, list)):
-        return _same_sequence(value, [_map(item, function) for item in value])
+        return same_sequence(value, [_map(item, function) for item in value])
     if isinstance(value, dict):
         return {key: _map(item, function) for key, item in value.items()}
     return value
 
 
-def _same_sequence(value: tuple | list, items: list) -> tuple | list:
+def same_sequence(value: tuple | list, items: list) -> tuple | list:
     """A list, tuple or named tuple of ``value``'s type holding ``items``."""
     if hasattr(value, "_fields"):
         return type(value)(*items)
