@@ -115,6 +115,22 @@ def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
     return blocks
 
 
+def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> str:
+    """What could give more taps: only the settings that held some back."""
+    advice = ["lower k"]
+    if spacing > 0:
+        advice.insert(0, "lower spacing")
+    if position != "uniform":
+        advice.append("use position='uniform'")
+    text = f"To get more, {', '.join(advice[:-1])} or {advice[-1]}." if len(advice) > 1 else (
+        f"To get more, {advice[0]}.")
+    if in_a_chosen_block:
+        text = (f"{in_a_chosen_block} candidates lie in a repeated block that already holds a "
+                f"tap (one tap per block; a block shared across the depth, as in ALBERT, counts "
+                f"once). {text}")
+    return text[0].upper() + text[1:]
+
+
 def _is_tap(attrs: dict) -> bool:
     return (
         attrs["value"] == "tensor"
@@ -235,7 +251,7 @@ def select_taps(
     chosen: list[tuple[_Evidence, list[tuple[str, float]]]] = []
     remaining = list(evidence)
     blocks = repeated_blocks(arch)  # at most one tap per repeated block
-    outside = 0
+    outside = in_a_chosen_block = 0
     for rank in range(k):
         def utility(item: _Evidence) -> float:
             attrs = arch[item.node]
@@ -254,8 +270,12 @@ def select_taps(
         best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
         best_index = arch[best.node]["layer_index"]
         block = blocks.get(best.node)
-        near = [i for i in remaining if abs(arch[i.node]["layer_index"] - best_index) < spacing
-                or (block is not None and blocks.get(i.node) == block)]
+        too_close = [i for i in remaining if i is best
+                     or abs(arch[i.node]["layer_index"] - best_index) < spacing]
+        same_block = [i for i in remaining if block is not None and i not in too_close
+                      and blocks.get(i.node) == block]
+        in_a_chosen_block += len(same_block)
+        near = too_close + same_block
         beaten = sorted(
             ((i.node, i.score) for i in near if i is not best), key=lambda pair: -pair[1]
         )
@@ -273,7 +293,8 @@ def select_taps(
         warnings.warn(
             f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} and "
             f"position={position!r} ({len(evidence)} candidate nodes, "
-            f"{arch.max_layer_index} layers deep). Lower spacing or k, or use position='uniform'.",
+            f"{arch.max_layer_index} layers deep). "
+            + _fewer_taps_advice(spacing, position, in_a_chosen_block),
             stacklevel=2,
         )
     order = {name: i for i, name in enumerate(arch.graph)}

@@ -69,9 +69,49 @@ def test_each_tap_names_the_block_and_stage_it_closes(resnet50):
 
 def test_fewer_taps_than_k_warns(resnet50):
     arch, candidates = resnet50
-    with pytest.warns(UserWarning, match="Only .* of k=50 taps fit"):
+    with pytest.warns(UserWarning, match=r"Only .* of k=50 taps fit.*To get more, lower spacing, "
+                                         r"lower k or use position='uniform'"):
         taps = select_taps(arch, candidates, k=50, spacing=10, position="input")
     assert 0 < len(taps) < 50
+
+
+class SharedBlock(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand, self.reduce = torch.nn.Linear(16, 32), torch.nn.Linear(32, 16)
+        self.norm = torch.nn.LayerNorm(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.reduce(torch.nn.functional.gelu(self.expand(x))))
+
+
+class SharedBlockNet(torch.nn.Module):
+    """One block applied four times, as ALBERT shares its layer across the depth."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(8, 16)
+        self.layers = torch.nn.ModuleList([SharedBlock()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for _ in range(4):
+            x = self.layers[0](x)
+        return x
+
+
+def test_a_block_shared_across_the_depth_holds_one_tap_and_the_warning_says_so():
+    arch = tapfinder.trace(SharedBlockNet(), (2, 10, 8))
+    with pytest.warns(UserWarning, match=r"candidates lie in a repeated block that already holds "
+                                         r"a tap.*To get more, lower spacing or lower k\.$"):
+        taps = select_taps(arch, k=3)
+    assert len({t.node for t in taps}) == len(taps) < 3
+
+
+def test_spacing_zero_never_picks_a_node_twice(resnet50):
+    arch, candidates = resnet50
+    taps = select_taps(arch, candidates, k=12, spacing=0)
+    assert len({t.node for t in taps}) == len(taps) == 12
 
 
 @pytest.mark.parametrize("arguments, message", [
