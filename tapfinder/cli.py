@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=SPEC_HELP)
     parser.add_argument(
-        "--input-shape", type=_shape, default=(1, 3, 224, 224), metavar="SHAPE",
-        help="example input shape (default: 1,3,224,224)",
+        "--input-shape", type=_shape, action="append", metavar="SHAPE",
+        help="example input shape (default: 1,3,224,224); repeat it for a model with several "
+        "inputs (RAFT's two images)",
     )
     parser.add_argument(
         "--input-dtype", choices=INPUT_DTYPES, default="float32",
@@ -105,14 +106,17 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
                         "with @tapfinder.rule)")
 
 
-def _example_input(shape: tuple[int, ...], dtype: str) -> object:
-    """The shape itself for float32 (the model's floating dtype is then used), else a meta
-    tensor of that dtype: shape and dtype without memory."""
+def _example_inputs(shapes: list[tuple[int, ...]] | None, dtype: str) -> tuple[object, ...]:
+    """One input per shape (default: one 1x3x224x224 image): the shape itself for float32 (the
+    model's floating dtype is then used), else a meta tensor of that dtype, which carries shape
+    and dtype without memory."""
+    shapes = shapes or [(1, 3, 224, 224)]
     if dtype == "float32":
-        return shape
+        return tuple(shapes)
     import torch
 
-    return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    return tuple(torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+                 for shape in shapes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,24 +126,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .rank import select_taps
     from .render import LARGE_DRAWING, drawn_boxes, render
     from .report import report_document, report_table
-    from .trace import trace
+    from .trace import EagerGraphWarning, trace
 
     try:
         model = build_model(arguments.model)
     except InvalidInputError as error:
         print(f"tapfinder: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    examples = _example_inputs(arguments.input_shape, arguments.input_dtype)
     try:
-        with warnings.catch_warnings(record=True):
+        with warnings.catch_warnings(record=True) as traced_warnings:
             warnings.simplefilter("always")
-            arch = trace(model, _example_input(arguments.input_shape, arguments.input_dtype))
+            arch = trace(model, examples)
     except TapfinderError as error:
         print(f"tapfinder: could not analyse {arguments.model}: {error}", file=sys.stderr)
-        if len(arguments.input_shape) == 3:
-            shape = ",".join(map(str, arguments.input_shape))
+        shapes = [tuple(getattr(e, "shape", e)) for e in examples]
+        if len(shapes) == 1 and len(shapes[0]) == 3:
+            shape = ",".join(map(str, shapes[0]))
             print(f"tapfinder: hint: if {shape} is one image, the shape lacks the batch "
                   f"dimension that comes first: --input-shape 1,{shape}", file=sys.stderr)
         return EXIT_FAILED
+    for warning in traced_warnings:  # the graph records one eager run: say so and why
+        if issubclass(warning.category, EagerGraphWarning):
+            print(f"tapfinder: note: {warning.message}", file=sys.stderr)
     if arguments.command == "summary":
         print(arch.summary())
         if arguments.json:

@@ -369,26 +369,20 @@ def _root_failure(model: nn.Module, error: BaseException, call: CallSpec,
     return TraceFailure(
         f"torch.fx could not trace {type(model).__name__}.forward: {_first_line(error)}{where}\n"
         "The failing code runs in the root module's own forward, so no submodule can be made a "
-        f"leaf to get around it. To trace it fully, {' or '.join(_fixes(model, call, frame))}."
+        f"leaf to get around it. To trace it fully, {_fix(model, frame)}."
     )
 
 
-def _fixes(model: nn.Module, call: CallSpec, frame: traceback.FrameSummary | None) -> list[str]:
-    """The fixes that apply to a failure in the root's code at ``frame``."""
-    fixes = []
-    flags = [name for name, parameter in call.signature.parameters.items()
-             if name not in call.skeleton and parameter.default is not parameter.empty
-             and (parameter.default is None or type(parameter.default) in (bool, int, str))]
-    if flags:
-        fixes.append(f"pass concrete_args={{{flags[0]!r}: value}} if one of the arguments "
-                     f"{', '.join(flags)} chooses the branch")
+def _fix(model: nn.Module, frame: traceback.FrameSummary | None) -> str:
+    """The fix that applies to a failure in the root's code at ``frame``. ``concrete_args`` is
+    not one: arguments the example leaves out are traced at their real default values already,
+    and the example's own arguments are tensors."""
     in_forward = frame is not None and frame.name == "forward" and frame.filename == _source_file(
         type(model).forward)
     where = "the code at that line" if in_forward else (
         f"the call in {type(model).__name__}.forward that leads to that line")
-    fixes.append(f"move {where} into a submodule's forward (tapfinder then keeps that "
-                 "submodule opaque automatically)")
-    return fixes
+    return (f"move {where} into a submodule's forward (tapfinder then keeps that submodule "
+            "opaque automatically)")
 
 
 def _source_file(function: Any) -> str | None:

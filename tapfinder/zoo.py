@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,8 @@ def _torchvision(name: str, kwargs: dict) -> nn.Module:
     if name not in known:
         raise _unknown("torchvision", name, known)
     defaults = {"weights": None}
-    if name.startswith(("deeplabv3", "fcn", "lraspp")):
+    # Segmentation and detection builders also load a pretrained backbone unless told not to.
+    if "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
         defaults["weights_backbone"] = None
     if name in ("inception_v3", "googlenet"):
         defaults["init_weights"] = True

@@ -55,6 +55,21 @@ def test_user_factory_spec(capsys):
     assert "SmallNet" in capsys.readouterr().out
 
 
+def test_a_model_with_two_inputs_takes_one_input_shape_each(capsys):
+    arguments = ["summary", "architectures:TwoInputNet", "--input-shape", "2,3,16,16",
+                 "--input-shape", "2,5"]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "input  image: (2, 3, 16, 16)" in out and "input  vector: (2, 5)" in out
+
+
+def test_a_root_fx_cannot_trace_is_analysed_from_one_run_with_a_note(capsys):
+    assert main(["summary", "architectures:RootBranchNet", "--input-shape", "1,3,8,8"]) == 0
+    captured = capsys.readouterr()
+    assert "(shapes: eager)" in captured.out
+    assert "tapfinder: note: torch.fx could not trace RootBranchNet.forward" in captured.err
+
+
 def test_inspect_prints_taps_and_candidates(capsys):
     assert main(["inspect", "torchvision:resnet18", "--k", "2", "--position", "output"]) == 0
     out = capsys.readouterr().out

@@ -113,3 +113,10 @@ def test_a_detector_in_training_mode_is_recorded_and_tapped_with_its_targets():
     auxiliary = sum(feature.square().mean() for feature in features.values())
     (sum(losses.values()) + auxiliary).backward()  # features carry gradients for your own loss
     assert model.backbone.body["1"].block[0][0].weight.grad is not None
+
+
+def test_zoo_specs_build_detectors_without_downloading_a_backbone():
+    from tapfinder.zoo import build_model
+
+    model = build_model("torchvision:fasterrcnn_mobilenet_v3_large_fpn")  # no network here
+    assert type(model).__name__ == "FasterRCNN" and not model.training

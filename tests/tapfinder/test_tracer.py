@@ -48,26 +48,9 @@ def test_root_control_flow_records_one_eager_run_naming_the_line_and_the_fix_tha
     assert "RootBranchNet.forward" in message
     assert "if x.sum() > 0:" in message and "architectures.py" in message
     assert "move the code at that line into a submodule" in message
-    assert "concrete_args" not in message  # forward has no argument that could choose a branch
+    assert "concrete_args" not in message  # unfed arguments are traced at their real defaults
     assert arch.shape_mode == "eager" and arch.graph_module is None
     assert arch["conv"]["hook"] == "conv" and arch["conv"]["shape"] == (1, 4, 6, 6)
-
-
-class FlagBranchNet(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 1)
-
-    def forward(self, x, flip=False):
-        x = self.conv(x)
-        if flip and x.mean() > 0:
-            x = -x
-        return x.flip(-1) if x.amax() > 0 else x
-
-
-def test_a_root_failure_suggests_concrete_args_only_where_forward_has_flags():
-    with pytest.warns(tapfinder.EagerGraphWarning, match=r"concrete_args=\{'flip': value\}"):
-        tapfinder.trace(FlagBranchNet(), (1, 3, 8, 8))
 
 
 def test_a_model_that_can_neither_trace_nor_run_gets_the_trace_failure():
