@@ -20,6 +20,7 @@ from .graph import ArchGraph
 from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
 from .rules._common import block_outputs, norm_kind, stage_strides, stride
+from .tracer import CALL_META_KEY
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
            "POSITIONS"]
@@ -101,17 +102,24 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
 def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
     """Each node's repeated block: the innermost module that is an item of a container (its path
     ends in an index, ``layer1.0``, ``features.2``, ``blocks.3``) and holds at least two
-    convolution or linear layers. Nodes outside such blocks are absent."""
+    convolution or linear layers. Nodes outside such blocks are absent.
+
+    A block module that runs more than once (ALBERT applies one shared layer at every depth) is
+    a block per call, ``"<path>@1"`` for the second call and so on, as fx counts calls; a graph
+    loaded from JSON or recorded eagerly (where hooks read a module's last call only) keeps one
+    block per module."""
     layers: dict[str, int] = defaultdict(int)
     for _, attrs in arch.graph.nodes(data=True):
         if attrs["parametric"] and norm_kind(attrs) is None:
             for path in attrs["scope"]:
                 layers[path] += 1
+    calls = ({node.name: node.meta.get(CALL_META_KEY, {}) for node in arch.traced.graph.nodes}
+             if arch.traced is not None and not arch.traced.eager else {})
     blocks = {}
     for name, attrs in arch.graph.nodes(data=True):
         indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and layers[p] >= 2]
         if indexed:
-            blocks[name] = indexed[-1]
+            blocks[name] = calls.get(name, {}).get(indexed[-1], indexed[-1])
     return blocks
 
 
@@ -126,8 +134,7 @@ def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> s
         f"To get more, {advice[0]}.")
     if in_a_chosen_block:
         text = (f"{in_a_chosen_block} candidates lie in a repeated block that already holds a "
-                f"tap (one tap per block; a block shared across the depth, as in ALBERT, counts "
-                f"once). {text}")
+                f"tap (one tap per block). {text}")
     return text[0].upper() + text[1:]
 
 

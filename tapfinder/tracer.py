@@ -36,9 +36,12 @@ try:  # private, present since torch 2.1; without it shape branches fall back to
 except ImportError:  # pragma: no cover - depends on the torch release
     _maybe_revert_all_patches = None
 
-__all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "SCOPE_META_KEY", "trace_model"]
+__all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "SCOPE_META_KEY", "CALL_META_KEY",
+           "trace_model"]
 
 SCOPE_META_KEY = "tapfinder_scope"
+# Each scope path's call: the path itself for a module's first call, "path@N" for call N + 1.
+CALL_META_KEY = "tapfinder_calls"
 # In graphs recorded from an eager run: the paths of the modules whose forward returned the
 # node's tensor, innermost first (a forward hook on any of them reads it).
 MODULE_OUTPUT_META_KEY = "tapfinder_module_output"
@@ -258,6 +261,8 @@ class ScopeTracer(fx.Tracer):
         node.meta[SCOPE_META_KEY] = tuple(
             dict.fromkeys(path for path, _ in self.module_stack.values())
         )
+        # fx keys a module's second and later calls "path@1", "path@2": which call this is.
+        node.meta[CALL_META_KEY] = {path: key for key, (path, _) in self.module_stack.items()}
         return node
 
     def call_module(self, m: nn.Module, forward, args, kwargs) -> Any:  # noqa: ANN001

@@ -100,12 +100,24 @@ class SharedBlockNet(torch.nn.Module):
         return x
 
 
-def test_a_block_shared_across_the_depth_holds_one_tap_and_the_warning_says_so():
+def test_a_block_shared_across_the_depth_is_a_block_per_call():
+    from tapfinder.rank import repeated_blocks
+
     arch = tapfinder.trace(SharedBlockNet(), (2, 10, 8))
-    with pytest.warns(UserWarning, match=r"candidates lie in a repeated block that already holds "
-                                         r"a tap.*To get more, lower spacing or lower k\.$"):
+    assert set(repeated_blocks(arch).values()) == {"layers.0", "layers.0@1", "layers.0@2",
+                                                   "layers.0@3"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # three taps fit: no shortfall warning
         taps = select_taps(arch, k=3)
-    assert len({t.node for t in taps}) == len(taps) < 3
+    assert len({repeated_blocks(arch).get(t.node) for t in taps}) == 3
+
+
+def test_the_fewer_taps_warning_names_repeated_blocks_that_held_candidates_back(resnet50):
+    arch, candidates = resnet50
+    with pytest.warns(UserWarning, match=r"candidates lie in a repeated block that already holds "
+                                         r"a tap \(one tap per block\)\. To get more, lower k\.$"):
+        taps = select_taps(arch, candidates, k=50, spacing=0)
+    assert len({t.node for t in taps}) == len(taps) < 50
 
 
 def test_spacing_zero_never_picks_a_node_twice(resnet50):
