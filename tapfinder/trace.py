@@ -16,7 +16,7 @@ from .calls import CallSpec
 from .inputs import Inputs, normalize_example_inputs
 from .preserve import preserved_state
 from .shapes import propagate_shapes
-from .tracer import TracedModel, trace_model
+from .tracer import RootNotTraced, TracedModel, trace_model
 
 __all__ = ["trace", "AutoLeafWarning", "EagerGraphWarning"]
 
@@ -105,7 +105,7 @@ def trace(
         with preserved_state(model):  # tracing runs the model's Python, which may change it
             traced = trace_model(model, call, tensors, leaf_modules=leaf_modules)
             infos, shape_mode = propagate_shapes(traced, tensors)
-    except TraceFailure as failure:
+    except RootNotTraced as failure:
         traced, infos = _eager_record_or_raise(model, call, tensors, failure)
         shape_mode = "eager"
     auto_leaves = traced.auto_leaves
@@ -126,30 +126,24 @@ class EagerGraphWarning(UserWarning):
 
 
 def _eager_record_or_raise(model: nn.Module, call: CallSpec, tensors: tuple[torch.Tensor, ...],
-                           failure: TraceFailure) -> tuple[TracedModel, dict]:
-    """The graph of one eager run in place of a trace, with a warning that says what it lacks;
-    the trace's failure when the model cannot run either."""
+                           failure: RootNotTraced) -> tuple[TracedModel, dict]:
+    """The graph of one eager run in place of a trace, with a warning that says what it lacks.
+    Where the model cannot run either, the trace's failure: as the model's own when its error
+    is not a tracing limit, else with why the run failed too."""
     try:
         traced, infos = record_eager_run(model, call, tensors)
     except Exception as error:  # noqa: BLE001 - the trace's failure says more
+        if not failure.fx_limitation:
+            raise failure.own_code() from failure
         raise TraceFailure(f"{failure}\nRunning the model once to record it instead failed "
                            f"too: {type(error).__name__}: {error}") from failure
-    message = str(failure)
-    advice = message[message.find("To trace it fully"):] if "To trace it fully" in message else ""
     warnings.warn(
-        f"{message.splitlines()[0]}\n{_where(message)}tapfinder recorded one eager run on random "
-        "inputs of the example's shapes instead. That graph holds the branches and loop counts "
-        "of that run, cannot run as a GraphModule, and taps are read with forward hooks, so "
-        f"they must be module outputs. {advice}".rstrip(),
+        f"{failure.headline()}\ntapfinder recorded one eager run on random inputs of the "
+        "example's shapes instead. That graph holds the branches and loop counts of that run, "
+        "cannot run as a GraphModule, and taps are read with forward hooks, so they must be "
+        f"module outputs. To trace it fully, {failure.fix}.",
         EagerGraphWarning, stacklevel=3)
     return traced, infos
-
-
-def _where(message: str) -> str:
-    """The source line quoted in a trace failure's message, if any, as lines ending in a
-    newline."""
-    quoted = [line for line in message.splitlines()[1:3] if line.startswith("  ")]
-    return "".join(line + "\n" for line in quoted)
 
 
 def _match_model_dtype(inputs: Inputs, model: nn.Module) -> Inputs:

@@ -36,8 +36,8 @@ try:  # private, present since torch 2.1; without it shape branches fall back to
 except ImportError:  # pragma: no cover - depends on the torch release
     _maybe_revert_all_patches = None
 
-__all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "SCOPE_META_KEY", "CALL_META_KEY",
-           "trace_model"]
+__all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "RootNotTraced", "SCOPE_META_KEY",
+           "CALL_META_KEY", "trace_model"]
 
 SCOPE_META_KEY = "tapfinder_scope"
 # Each scope path's call: the path itself for a module's first call, "path@N" for call N + 1.
@@ -357,25 +357,33 @@ def _last_user_frame(frames: traceback.StackSummary) -> traceback.FrameSummary |
     return user_frames[-1] if user_frames else None
 
 
-def _root_failure(model: nn.Module, error: BaseException, call: CallSpec,
-                  example_inputs: tuple[torch.Tensor, ...]) -> TraceFailure:
-    frame = _user_frame(error)
-    where = (
-        f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}:\n    {frame.line}'
-        if frame
-        else ""
-    )
-    if not _is_fx_limitation(error) and not _runs_eagerly(model, call, example_inputs):
+class RootNotTraced(TraceFailure):
+    """fx could not trace the root module's own ``forward``; the parts of the message are kept
+    so that the analysis, which then runs the model once, can say what happened."""
+
+    def __init__(self, model: nn.Module, error: BaseException) -> None:
+        frame = _user_frame(error)
+        self.model_name = type(model).__name__
+        self.error = _first_line(error)
+        self.where = (f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}:'
+                      f"\n    {frame.line}" if frame else "")
+        self.fix = _fix(model, frame)
+        self.fx_limitation = _is_fx_limitation(error)
+        super().__init__(
+            f"{self.headline()}\nThe failing code runs in the root module's own forward, so no "
+            f"submodule can be made a leaf to get around it. To trace it fully, {self.fix}.")
+
+    def headline(self) -> str:
+        """What fx could not trace, and where."""
+        return f"torch.fx could not trace {self.model_name}.forward: {self.error}{self.where}"
+
+    def own_code(self) -> TraceFailure:
+        """The failure as the model's own: for an error that is not a tracing limit, once the
+        model has failed to run as well."""
         return TraceFailure(
-            f"{type(model).__name__}.forward raised {_first_line(error)}{where}\n"
+            f"{self.model_name}.forward raised {self.error}{self.where}\n"
             "This is the model's own code failing, not a limit of tracing: check that "
-            "model(example) runs, and that concrete_args gives the values forward expects."
-        )
-    return TraceFailure(
-        f"torch.fx could not trace {type(model).__name__}.forward: {_first_line(error)}{where}\n"
-        "The failing code runs in the root module's own forward, so no submodule can be made a "
-        f"leaf to get around it. To trace it fully, {_fix(model, frame)}."
-    )
+            "model(example) runs, and that concrete_args gives the values forward expects.")
 
 
 def _fix(model: nn.Module, frame: traceback.FrameSummary | None) -> str:
@@ -395,27 +403,6 @@ def _source_file(function: Any) -> str | None:
         return inspect.getsourcefile(inspect.unwrap(function))
     except TypeError:
         return None
-
-
-def _runs_eagerly(model: nn.Module, call: CallSpec,
-                  example_inputs: tuple[torch.Tensor, ...]) -> bool:
-    """Whether the model itself runs on random inputs of the example's shapes: then a failure
-    while tracing is a limit of tracing, not the model's own code. One no-grad pass, with the
-    model restored afterwards; models on the meta device cannot run and count as failing."""
-    from .inputs import Inputs, random_inputs
-    from .preserve import preserved_state
-
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    if device.type == "meta":
-        return False
-    try:
-        with preserved_state(model), torch.no_grad():  # the random inputs' draw is undone too
-            args, kwargs = call.rebuild(random_inputs(Inputs(*example_inputs), device).args)
-            model(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - any failure means the model's own code fails too
-        return False
-    return True
 
 
 def _is_fx_limitation(error: BaseException) -> bool:
@@ -481,5 +468,5 @@ def trace_model(
     except TraceFailure:
         raise
     except Exception as error:
-        raise _root_failure(model, error, call, example_inputs) from error
+        raise RootNotTraced(model, error) from error
     return TracedModel(root, graph, dict(tracer.auto_leaves), list(tracer.shape_guards), call)
