@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError
-from .inputs import Inputs, same_sequence
+from .inputs import Inputs, map_leaves, same_sequence
 
 __all__ = ["CallSpec"]
 
@@ -64,8 +64,8 @@ class CallSpec:
         self.signature = signature
         self.skeleton = skeleton
         self.names = names
-        self.batches = dict(zip(names, _list_lengths(skeleton.values())))
-        self.batches = {name: length for name, length in self.batches.items() if length}
+        self.batches = {name: length for name, length
+                        in zip(names, _list_lengths(skeleton.values())) if length}
         self.output_types: Any = None
         parameters = signature.parameters
         # A call of plain tensors, one per leading positional parameter, flattens to itself.
@@ -96,7 +96,8 @@ class CallSpec:
                     f"{name!r} is given both as an example input and in concrete_args; give "
                     "it once.")
             arguments[name] = value
-        skeleton = {name: _skeleton(value) for name, value in arguments.items()}
+        skeleton = {name: map_leaves(value, lambda _: _TENSOR)
+                    for name, value in arguments.items()}
         names: list[str] = []
         for name, value in arguments.items():
             parameter = signature.parameters.get(name)
@@ -107,7 +108,8 @@ class CallSpec:
                 _leaf_names(value, _identifier(name), names)
         return cls(signature, skeleton, tuple(_unique(names)))
 
-    def flatten(self, args: Sequence[Any], kwargs: dict[str, Any], model: nn.Module) -> list[torch.Tensor]:
+    def flatten(self, args: Sequence[Any], kwargs: dict[str, Any],
+                model: nn.Module) -> list[torch.Tensor]:
         """The tensors of a call made like the example call, in the graph's order.
 
         Raises
@@ -140,7 +142,8 @@ class CallSpec:
     def rebuild(self, tensors: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The positional and keyword arguments of the call with ``tensors`` in its places."""
         supply = iter(tensors)
-        arguments = {name: _fill(value, supply) for name, value in self.skeleton.items()}
+        arguments = {name: map_leaves(value, lambda _: next(supply), _Tensor)
+                     for name, value in self.skeleton.items()}
         bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
 
@@ -166,7 +169,8 @@ class CallSpec:
                 "with example inputs shaped like this call.")
 
     def describe(self) -> str:
-        return ", ".join(f"{name}={_describe_skeleton(value)}" for name, value in self.skeleton.items())
+        return ", ".join(f"{name}={_describe_skeleton(value)}"
+                         for name, value in self.skeleton.items())
 
 
 def _signature(model: nn.Module) -> inspect.Signature:
@@ -197,16 +201,6 @@ def _described_forward(model: nn.Module, signature: inspect.Signature) -> str:
 
 def _takes_var_keyword(signature: inspect.Signature) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-
-
-def _skeleton(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return _TENSOR
-    if isinstance(value, (tuple, list)):
-        return same_sequence(value, [_skeleton(item) for item in value])
-    if isinstance(value, dict):
-        return {key: _skeleton(item) for key, item in value.items()}
-    return value
 
 
 def _holds_tensor(skeleton: Any) -> bool:
@@ -280,16 +274,6 @@ def _same_constant(value: Any, constant: Any) -> bool:
         return False
 
 
-def _fill(skeleton: Any, supply: Any) -> Any:
-    if skeleton is _TENSOR:
-        return next(supply)
-    if isinstance(skeleton, (tuple, list)):
-        return same_sequence(skeleton, [_fill(item, supply) for item in skeleton])
-    if isinstance(skeleton, dict):
-        return {key: _fill(item, supply) for key, item in skeleton.items()}
-    return skeleton
-
-
 def _describe_skeleton(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         inner = ", ".join(_describe_skeleton(item) for item in value)
@@ -350,10 +334,11 @@ def _flat_class(cls: type[nn.Module], call: CallSpec) -> type[nn.Module]:
     call and runs ``cls.forward``. It is compiled with ``cls.forward``'s module globals, which fx
     inspects for functions to wrap, as it would for ``cls.forward`` itself."""
     parameters = ", ".join(call.names)
+    as_tuple = f"({parameters}{',' if len(call.names) == 1 else ''})"
     source = (
         "def factory(call, forward):\n"
         f"    def forward_flat(self, {parameters}):\n"
-        f"        args, kwargs = call.rebuild(({parameters}{',' if len(call.names) == 1 else ''}))\n"
+        f"        args, kwargs = call.rebuild({as_tuple})\n"
         "        return call.record_output(forward(self, *args, **kwargs))\n"
         "    return forward_flat\n"
     )

@@ -34,8 +34,9 @@ from .tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, ScopeTracer, TracedM
 __all__ = ["record_eager_run"]
 
 
-def record_eager_run(model: nn.Module, call: CallSpec,
-                     example_inputs: tuple[torch.Tensor, ...]) -> tuple[TracedModel, dict[str, ValueInfo]]:
+def record_eager_run(
+    model: nn.Module, call: CallSpec, example_inputs: tuple[torch.Tensor, ...]
+) -> tuple[TracedModel, dict[str, ValueInfo]]:
     """Run ``model`` once as ``call`` on ``example_inputs`` (those given only as shapes drawn at
     random from seed 0, so the record is reproducible) and return
     the recorded graph (as a :class:`TracedModel` with ``eager=True``) and each node's value.

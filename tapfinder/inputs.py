@@ -45,7 +45,8 @@ class Inputs:
         self.kwargs = kwargs
 
     def __repr__(self) -> str:
-        parts = [_short(a) for a in self.args] + [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        parts = [_short(a) for a in self.args]
+        parts += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
         return f"Inputs({', '.join(parts)})"
 
     def tensors(self) -> list[torch.Tensor]:
@@ -54,7 +55,7 @@ class Inputs:
 
     def map_tensors(self, function: Any) -> Inputs:
         """The same call with every tensor replaced by ``function(tensor)``."""
-        return Inputs(*_map(self.args, function), **_map(self.kwargs, function))
+        return Inputs(*map_leaves(self.args, function), **map_leaves(self.kwargs, function))
 
 
 def normalize_example_inputs(example_inputs: Any) -> Inputs:
@@ -154,13 +155,15 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
             yield from tensors_in(item)
 
 
-def _map(value: Any, function: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+def map_leaves(value: Any, function: Any, kind: type = torch.Tensor) -> Any:
+    """``value`` with every leaf of type ``kind`` (tensors by default), at any depth in lists,
+    tuples and dicts, replaced by ``function(leaf)``; other leaves kept."""
+    if isinstance(value, kind):
         return function(value)
     if isinstance(value, (tuple, list)):
-        return same_sequence(value, [_map(item, function) for item in value])
+        return same_sequence(value, [map_leaves(item, function, kind) for item in value])
     if isinstance(value, dict):
-        return {key: _map(item, function) for key, item in value.items()}
+        return {key: map_leaves(item, function, kind) for key, item in value.items()}
     return value
 
 

@@ -29,6 +29,7 @@ from torch import fx, nn
 
 from .errors import InvalidInputError, TraceFailure
 from .calls import CallSpec
+from .inputs import map_leaves
 from .swap import swapped_tensors
 
 try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
@@ -117,6 +118,11 @@ class _MetaEvaluator:
         return env[node]
 
     def _run(self, node: fx.Node) -> Any:
+        if node.op == "get_attr":  # tensor constants fx recorded (a sliced buffer) on meta too
+            value = self.interpreter.run_node(node)
+            if isinstance(value, torch.Tensor):
+                value = torch.empty_like(value, device="meta")
+            return value
         if node.op != "placeholder":
             return self.interpreter.run_node(node)
         placeholders = [n for n in node.graph.nodes if n.op == "placeholder"]
@@ -310,7 +316,9 @@ def _recorded_tensor_constructor(tracer: fx.Tracer) -> Iterator[None]:
     original = torch.tensor
 
     def tensor(data: Any, *args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(item, fx.Proxy) for item in _flat(data, *args, *kwargs.values())):
+        proxies: list[fx.Proxy] = []
+        map_leaves((data, args, kwargs), proxies.append, fx.Proxy)
+        if proxies:
             return tracer.create_proxy("call_function", original, (data, *args), kwargs)
         return original(data, *args, **kwargs)
 
@@ -319,14 +327,6 @@ def _recorded_tensor_constructor(tracer: fx.Tracer) -> Iterator[None]:
         yield
     finally:
         torch.tensor = original
-
-
-def _flat(*values: Any) -> Iterator[Any]:
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            yield from _flat(*value)
-        else:
-            yield value
 
 
 # torch.nn modules fx would keep opaque (all of torch.nn is a leaf to it) that are stacks of

@@ -267,8 +267,9 @@ def test_e05_a_model_that_runs_but_does_not_trace_is_blamed_on_tracing_with_its_
     model = tv.detection.fasterrcnn_mobilenet_v3_large_fpn(
         weights=None, weights_backbone=None, min_size=64, max_size=64).eval()
     before = snapshot(model)
-    with pytest.warns(tapfinder.EagerGraphWarning, match=r"torch.fx could not trace FasterRCNN\.forward.*"
-                                                          r"\n.*torchvision.*generalized_rcnn\.py.*\n.*self\.rpn"):
+    expected = (r"torch.fx could not trace FasterRCNN\.forward.*\n.*torchvision.*"
+                r"generalized_rcnn\.py.*\n.*self\.rpn")
+    with pytest.warns(tapfinder.EagerGraphWarning, match=expected):
         tapfinder.trace(model, ([(3, 64, 64)],))
     assert_same(before, snapshot(model))  # the check that the model runs left no trace
 

@@ -69,7 +69,8 @@ def test_a_transformers_model_traces_gets_taps_and_instruments_bit_identically(n
     example = real(MODELS[name][1])
     before = snapshot(model)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)  # Mask2Former's deformable attention
+        # Mask2Former's deformable attention stays one node.
+        warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)
         arch = tapfinder.trace(model, (example,))
     taps = tapfinder.select_taps(arch, k=3)
     assert len(taps) == 3 and all(arch[t.node]["shape"][0] == example.shape[0] for t in taps)
@@ -102,8 +103,8 @@ def test_a_token_model_with_a_keyword_mask_traces_both_inputs():
         # embeddings stay one node; the encoder layers are traced through.
         arch = tapfinder.trace(model, Inputs(TOKENS, attention_mask=mask))
     assert arch.inputs == ("input_ids", "attention_mask") and set(arch.leaves) == {"embeddings"}
-    tapped = imachsr.instrument(model, tapfinder.select_taps(arch, k=2), Inputs(TOKENS, attention_mask=mask),
-                                arch=arch)
+    example = Inputs(TOKENS, attention_mask=mask)
+    tapped = imachsr.instrument(model, tapfinder.select_taps(arch, k=2), example, arch=arch)
     with torch.no_grad():
         assert same(tapped(TOKENS, attention_mask=mask)[0], model(TOKENS, attention_mask=mask))
     with pytest.raises(ValueError, match=r"traced for calls like.*attention_mask.*is missing"):
@@ -135,5 +136,6 @@ def test_hf_specs_build_small_models_and_refuse_unknown_names():
         build_model("hf:SegformerForSemantic")
     with pytest.raises(InvalidInputError, match="must be 'small'"):
         build_model("hf:ResNetModel:tiny")
-    with pytest.raises(InvalidInputError, match=r"could not build.*Try hf:BeitForSemanticSegmentation:small"):
+    with pytest.raises(InvalidInputError,
+                       match=r"could not build.*Try hf:BeitForSemanticSegmentation:small"):
         build_model("hf:BeitForSemanticSegmentation")

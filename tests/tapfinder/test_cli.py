@@ -63,6 +63,14 @@ def test_a_model_with_two_inputs_takes_one_input_shape_each(capsys):
     assert "input  image: (2, 3, 16, 16)" in out and "input  vector: (2, 5)" in out
 
 
+def test_token_ids_are_given_with_input_dtype(capsys):
+    arguments = ["summary", "architectures:TinyTokenTransformer", "--input-shape", "2,12"]
+    assert main([*arguments, "--input-dtype", "int64"]) == 0
+    assert "input  ids: (2, 12) int64" in capsys.readouterr().out
+    assert main(arguments) == 1  # float ids into an embedding: the model cannot run
+    assert "could not analyse" in capsys.readouterr().err
+
+
 def test_a_root_fx_cannot_trace_is_analysed_from_one_run_with_a_note(capsys):
     assert main(["summary", "architectures:RootBranchNet", "--input-shape", "1,3,8,8"]) == 0
     captured = capsys.readouterr()

@@ -44,7 +44,8 @@ def test_lists_and_dicts_of_shapes_nest_and_keep_their_order():
 
 def test_random_inputs_keep_the_structure_dtypes_and_shapes():
     ids = torch.zeros(2, 7, dtype=torch.long)
-    real = random_inputs(normalize_example_inputs(Inputs([(3, 4, 4)], ids=ids)), torch.device("cpu"))
+    example = normalize_example_inputs(Inputs([(3, 4, 4)], ids=ids))
+    real = random_inputs(example, torch.device("cpu"))
     assert isinstance(real.args[0], list) and not real.args[0][0].is_meta
     assert real.kwargs["ids"].dtype == torch.long and torch.equal(real.kwargs["ids"], ids)
 

@@ -168,3 +168,25 @@ def test_len_and_list_of_a_shape_are_traced_through_as_shape_guards():
     assert any("len(y.size()) == 4" in guard for guard in arch.shape_guards)
     x = torch.randn(2, 3, 8, 8)
     assert torch.equal(arch.graph_module(x), model(x)) and arch[arch.outputs[0]]["shape"] == (2, 4, 64)
+
+
+class SizeIndexNet(torch.nn.Module):
+    """Sizes as indices: a buffer sliced to the sequence length, a loop over the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("positions", torch.arange(64).float())
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x) + self.positions[: x.shape[1], None]
+        return torch.stack([x[i] * 2 for i in range(x.shape[0])])
+
+
+def test_sizes_used_as_indices_are_decided_from_the_example_shapes():
+    model = SizeIndexNet()
+    arch = tapfinder.trace(model, (2, 10, 4))
+    assert not arch.leaves and arch.shape_mode != "eager"
+    assert any("range(x.shape[0])" in guard for guard in arch.shape_guards)
+    x = torch.randn(2, 10, 4)
+    assert torch.equal(arch.graph_module(x), model(x))
