@@ -13,7 +13,9 @@ Built from the traced shape and layout of each tap:
 ``capacity="head"`` puts a small hidden layer in front of that projection, as mmsegmentation's
 auxiliary FCN head does: a 3x3 convolution, BatchNorm and ReLU for channels-first maps, a linear
 layer, LayerNorm and GELU for channels-last maps and tokens. The auxiliary objective then need not
-make the tap's own features linearly class-separable.
+make the tap's own features linearly class-separable. Its width is the tap's channels, at most
+``head_width``: the 3x3 convolution's cost grows with both, and on a high-resolution tap with
+many channels it can rival the backbone's own.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from torch import nn
 from tapfinder import ArchGraph
 from tapfinder.tokens import token_grid
 
-__all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES"]
+__all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES",
+           "HEAD_WIDTH"]
 
 CAPACITIES = ("linear", "head")
-_MAX_HIDDEN = 256  # hidden width of a "head" adapter: the tap's channels, at most this
-
+HEAD_WIDTH = 256  # default hidden width of a "head" adapter: the tap's channels, at most this
 
 
 class DimensionAdapter(nn.Module):
@@ -44,16 +46,18 @@ class DimensionAdapter(nn.Module):
         pool: bool = False,
         grid: tuple[int, int, int] | None = None,
         capacity: str = "linear",
+        head_width: int = HEAD_WIDTH,
     ) -> None:
         super().__init__()
         if capacity not in CAPACITIES:
             raise ValueError(f"capacity must be one of {', '.join(CAPACITIES)}; got {capacity!r}.")
+        check_head_width(head_width)
         self.layout = layout
         self.pool = pool
         self.grid = grid
         spatial_dims = {"NCL": 1, "NCHW": 2, "NCDHW": 3}.get(layout or "", 0)
         dense = bool(spatial_dims) and not pool
-        width = min(channels, _MAX_HIDDEN) if capacity == "head" else channels
+        width = min(channels, head_width) if capacity == "head" else channels
         layers: list[nn.Module] = []
         if dense:
             convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
@@ -94,10 +98,11 @@ class DimensionAdapter(nn.Module):
 
 def build_adapters(
     arch: ArchGraph, taps: list[str], num_classes: int, *, pool: bool = False,
-    capacity: str = "linear",
+    capacity: str = "linear", head_width: int = HEAD_WIDTH,
 ) -> nn.ModuleDict:
     """One :class:`DimensionAdapter` per tap, keyed by :func:`adapter_key`, from the traced shapes;
-    ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer) or ``"head"``.
+    ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer) or ``"head"`` (a hidden
+    layer of the tap's channels, at most ``head_width``, first).
 
     Raises
     ------
@@ -109,12 +114,14 @@ def build_adapters(
         (arch[name]["spatial"] for name in arch.inputs if arch[name]["spatial"]), None
     )
     described = {name: (arch[name]["layout"], arch[name]["shape"]) for name in taps}
-    return adapters_for(described, num_classes, image_size, pool=pool, capacity=capacity)
+    return adapters_for(described, num_classes, image_size, pool=pool, capacity=capacity,
+                        head_width=head_width)
 
 
 def adapters_for(
     taps: dict[str, tuple[str | None, tuple[int, ...]]], num_classes: int,
     image_size: tuple[int, ...] | None, *, pool: bool = False, capacity: str = "linear",
+    head_width: int = HEAD_WIDTH,
 ) -> nn.ModuleDict:
     """:func:`build_adapters` from each tap's ``(layout, shape)`` and the input's spatial size,
     for taps known without a trace (forward hooks)."""
@@ -142,8 +149,16 @@ def adapters_for(
                 )
         channels = shape[1] if layout.startswith("NC") else shape[-1]
         adapters[adapter_key(name)] = DimensionAdapter(layout, channels, num_classes, pool=pool,
-                                                       grid=grid, capacity=capacity)
+                                                       grid=grid, capacity=capacity,
+                                                       head_width=head_width)
     return adapters
+
+
+def check_head_width(head_width: int) -> None:
+    """Refuse a ``head_width`` that is not a positive integer, saying what it is."""
+    if isinstance(head_width, bool) or not isinstance(head_width, int) or head_width < 1:
+        raise ValueError(f"head_width must be a positive integer (hidden channels of a head "
+                         f"adapter); got {head_width!r}.")
 
 
 def adapter_key(tap: str) -> str:

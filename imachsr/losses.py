@@ -8,7 +8,7 @@ indices, with ``ignore_index`` marking pixels that no term may see.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from functools import cached_property
 
 import torch
 from torch.nn import functional as F
@@ -27,43 +27,78 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
-class LabelStatistics(NamedTuple):
-    """What the MI terms need from one label map, computed once per label size and step.
+class LabelStatistics:
+    """What the loss terms need from one label map, computed once per label size and step, and
+    each part only when a term first asks for it: cross-entropy per tap needs the valid-pixel
+    count alone, so it pays for no label histogram.
 
     Classification labels ``(B,)`` are one "image" whose pixels are the batch's samples: mutual
     information is a property of a set of samples.
     """
 
-    shape: tuple[int, ...]  # the label map's shape, to check the logits against
-    binned: torch.Tensor  # (B, N) class indices, ignored pixels moved to the extra bin C
-    weight: torch.Tensor  # (B, N) 1.0 where the pixel is valid
-    counts: torch.Tensor  # (B, 1, 1) valid pixels per image, at least 1
-    prior: torch.Tensor  # (B, C) label distribution per image
-    entropy: torch.Tensor  # (B,) H(Y) per image
-    image_weight: torch.Tensor  # (B,) 1 / (images with a valid pixel) for those images, else 0
-    pixel_weight: torch.Tensor  # (B, N) 1 / (valid pixels in the batch) where valid, else 0
+    def __init__(self, target: torch.Tensor, classes: int, ignore_index: int = 255,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.shape: tuple[int, ...] = tuple(target.shape)  # to check the logits against
+        self.classes, self.ignore_index, self.dtype = classes, ignore_index, dtype
+        # (B, N) class indices, ignored pixels included
+        self.labels = target.reshape(1, -1) if target.dim() == 1 else target.reshape(target.shape[0], -1)
+
+    @cached_property
+    def valid(self) -> torch.Tensor:
+        """(B, N) True where the pixel is not ``ignore_index``."""
+        return self.labels != self.ignore_index
+
+    @cached_property
+    def weight(self) -> torch.Tensor:
+        """(B, N) 1.0 where the pixel is valid."""
+        return self.valid.to(self.dtype)
+
+    @cached_property
+    def binned(self) -> torch.Tensor:
+        """(B, N) class indices, ignored pixels moved to the extra bin ``classes``: no masks over
+        (B, K, N) tensors."""
+        return torch.where(self.valid, self.labels, self.classes)
+
+    @cached_property
+    def valid_per_image(self) -> torch.Tensor:
+        """(B,) valid pixels per image."""
+        return self.weight.sum(dim=1)
+
+    @cached_property
+    def counts(self) -> torch.Tensor:
+        """(B, 1, 1) valid pixels per image, at least 1."""
+        return self.valid_per_image.clamp_min(1).view(-1, 1, 1)
+
+    @cached_property
+    def prior(self) -> torch.Tensor:
+        """(B, C) label distribution per image."""
+        label_counts = self.weight.new_zeros(self.labels.shape[0], self.classes + 1).scatter_add_(
+            1, self.binned, self.weight)[:, :self.classes]
+        return label_counts / self.counts.view(-1, 1)
+
+    @cached_property
+    def entropy(self) -> torch.Tensor:
+        """(B,) H(Y) per image."""
+        return -torch.special.xlogy(self.prior, self.prior).sum(dim=1)
+
+    @cached_property
+    def image_weight(self) -> torch.Tensor:
+        """(B,) 1 / (images with a valid pixel) for those images, else 0."""
+        has_pixels = (self.valid_per_image > 0).to(self.dtype)
+        return has_pixels / has_pixels.sum().clamp_min(1)
+
+    @cached_property
+    def pixel_weight(self) -> torch.Tensor:
+        """(B, N) 1 / (valid pixels in the batch) where valid, else 0."""
+        return self.weight / self.valid_per_image.sum().clamp_min(1)
 
 
 def label_statistics(target: torch.Tensor, classes: int, ignore_index: int = 255,
                      dtype: torch.dtype = torch.float32) -> LabelStatistics:
     """The :class:`LabelStatistics` of ``target`` (``(B, *S)`` or ``(B,)``), in ``dtype``.
-    Labels must be in ``[0, classes)`` or ``ignore_index`` (see :func:`check_label_range`)."""
-    with torch.no_grad():
-        labels = target.reshape(1, -1) if target.dim() == 1 else target.reshape(target.shape[0], -1)
-        valid = labels != ignore_index
-        weight = valid.to(dtype)
-        # Ignored pixels go to an extra bin that is dropped: no masks over (B, K, N) tensors.
-        binned = torch.where(valid, labels, classes)
-        label_counts = weight.new_zeros(labels.shape[0], classes + 1).scatter_add_(
-            1, binned, weight)[:, :classes]
-        counts = label_counts.sum(dim=1, keepdim=True)
-        safe_counts = counts.clamp_min(1)
-        prior = label_counts / safe_counts
-        entropy = -torch.special.xlogy(prior, prior).sum(dim=1)
-        has_pixels = (counts.view(-1) > 0).to(dtype)
-        return LabelStatistics(tuple(target.shape), binned, weight, safe_counts.view(-1, 1, 1),
-                               prior, entropy, has_pixels / has_pixels.sum().clamp_min(1),
-                               weight / counts.sum().clamp_min(1))
+    Labels must be in ``[0, classes)`` or ``ignore_index`` (see :func:`check_label_range`).
+    Nothing is computed until a term reads it."""
+    return LabelStatistics(target, classes, ignore_index, dtype)
 
 
 def mutual_information_loss(
@@ -158,11 +193,13 @@ def information_loss(
         )
     batch, classes = logits.shape[:2]
     flat_logits = _at_least_float32(logits).reshape(batch, classes, -1)
-    if estimator in ("ce", "variational"):
-        pixel_loss = F.cross_entropy(flat_logits, labels.binned.clamp_max(classes - 1), reduction="none")
-        pixel_loss = pixel_loss * labels.weight
-        if estimator == "ce":
-            return pixel_loss.sum() / labels.counts.sum()
+    if estimator == "ce":
+        total = F.cross_entropy(flat_logits, labels.labels, ignore_index=labels.ignore_index,
+                                reduction="sum")
+        return total / labels.counts.sum()
+    if estimator == "variational":
+        pixel_loss = F.cross_entropy(flat_logits, labels.labels, ignore_index=labels.ignore_index,
+                                     reduction="none")  # 0 at ignored pixels
         information = labels.entropy - pixel_loss.sum(dim=1) / labels.counts.view(-1)
     else:
         probs = flat_logits.softmax(dim=1)  # (B, K, N)

@@ -24,7 +24,7 @@ from tapfinder import Tap
 from tapfinder.errors import TraceFailure
 from tapfinder.inputs import normalize_example_inputs
 
-from .adapters import CAPACITIES, adapter_key, adapters_for
+from .adapters import CAPACITIES, HEAD_WIDTH, adapter_key, adapters_for, check_head_width
 from .instrument import instrument, resolve_taps
 from .losses import (ESTIMATORS, LabelStatistics, check_label_range, information_loss,
                      label_statistics, negative_entropy)
@@ -135,6 +135,10 @@ class IMacHSR(nn.Module):
         ``"head"`` (default: 3x3 conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head) or
         ``"linear"`` (a 1x1 convolution: the paper's dimension adapter, 1.2-5.4 mIoU points
         worse than heads in the measurements), see :mod:`imachsr.adapters`.
+    head_width
+        Hidden channels of a ``"head"`` adapter: the tap's channels, at most this. A 3x3
+        convolution from a wide, high-resolution tap costs as much as a backbone stage; a
+        narrower head costs less (``benchmarks/bench_train_step.py``).
     schedule
         ``"linear"`` (default), ``"cosine"`` or ``"constant"``: the factor on every ``alpha``
         and ``beta`` as training progresses (:mod:`imachsr.weighting`); the decaying ones reach
@@ -170,6 +174,7 @@ class IMacHSR(nn.Module):
         tau: float = 1.0,
         resolution: str = "feature",
         adapter: str = "head",
+        head_width: int = HEAD_WIDTH,
         schedule: str = "linear",
         normalize_weights: bool = False,
         ignore_index: int = 255,
@@ -178,6 +183,7 @@ class IMacHSR(nn.Module):
         super().__init__()
         if adapter not in CAPACITIES:
             raise ValueError(f"adapter must be one of {', '.join(CAPACITIES)}; got {adapter!r}.")
+        check_head_width(head_width)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
         if mi not in ESTIMATORS:
@@ -212,7 +218,8 @@ class IMacHSR(nn.Module):
             self.classification = model_logits(probed.output).dim() == 2
         with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
             self.adapters = adapters_for(described, num_classes, image_size,
-                                         pool=self.classification, capacity=adapter)
+                                         pool=self.classification, capacity=adapter,
+                                         head_width=head_width)
         self.layouts = {name: layout for name, (layout, _) in described.items()}
         self.alpha = _per_tap(alpha, self.taps, "alpha")
         self.beta = _per_tap(beta, self.taps, "beta")
@@ -248,7 +255,7 @@ class IMacHSR(nn.Module):
         if target is None:
             return self.model(*inputs, **model_kwargs)
         self._check_devices([*inputs, *model_kwargs.values()], target)
-        self._check_target(target)
+        target = self._checked_target(target)
         if self.schedule != "constant" and not self._progress_reported and self.training:
             warnings.warn(
                 f"schedule={self.schedule!r} decays the taps' weights as training progresses, but "
@@ -265,10 +272,10 @@ class IMacHSR(nn.Module):
         for index, name in enumerate(self.taps):
             terms[f"mi/{name}"], ne_term = self._tap_terms(index, features[name], target,
                                                            labels_by_size)
-            loss = loss + (factor * self.alpha[index]) * terms[f"mi/{name}"]
+            loss = loss.add(terms[f"mi/{name}"], alpha=factor * self.alpha[index])  # one kernel
             if ne_term is not None:
                 terms[f"ne/{name}"] = ne_term
-                loss = loss + (factor * self.beta[index]) * ne_term
+                loss = loss.add(ne_term, alpha=factor * self.beta[index])
         if self.normalize_weights:
             loss = loss / normalisation(self.alpha, factor)
         places = {"the input batch" + (f" (input {i})" if i else ""): t
@@ -287,7 +294,9 @@ class IMacHSR(nn.Module):
                 "scheme.to(device), which moves the model and the adapters together)."
             )
 
-    def _check_target(self, target: torch.Tensor) -> None:
+    def _checked_target(self, target: torch.Tensor) -> torch.Tensor:
+        """The labels as int64 class indices, once checked: masks read from PNG files are uint8,
+        and cross-entropy takes int64 only."""
         if target.is_floating_point() or target.is_complex():
             raise ValueError(
                 f"target must hold integer class indices; got dtype {target.dtype}. "
@@ -301,6 +310,7 @@ class IMacHSR(nn.Module):
         if not self._labels_checked:
             check_label_range(target, self.num_classes, self.ignore_index)
             self._labels_checked = True
+        return target.long()
 
     def _output_loss(self, output: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.output_loss is not None:

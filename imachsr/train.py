@@ -34,7 +34,7 @@ import tapfinder
 from tapfinder.errors import InvalidInputError, TapfinderError
 from tapfinder.zoo import build_model
 
-from .adapters import CAPACITIES
+from .adapters import CAPACITIES, HEAD_WIDTH
 from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, SynthiaSF
 from .metrics import SegmentationMetrics
 from .scheme import IMacHSR, SchemeOutput, masked_cross_entropy, model_logits
@@ -69,6 +69,7 @@ class TrainConfig:
     mi: str = "ce"
     resolution: str = "feature"
     adapter: str = "head"
+    head_width: int = HEAD_WIDTH
     schedule: str = "linear"
     normalize_weights: bool = False
     alpha: float = 0.4
@@ -192,7 +193,7 @@ def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module
                 model, classes, example_inputs=example, taps=taps, k=config.k,
                 spacing=config.spacing, position=config.position, alpha=config.alpha,
                 beta=config.beta, mi=config.mi, resolution=config.resolution,
-                adapter=config.adapter, schedule=config.schedule,
+                adapter=config.adapter, head_width=config.head_width, schedule=config.schedule,
                 normalize_weights=config.normalize_weights, ignore_index=config.ignore_index,
             )
     except (ValueError, TapfinderError) as error:
@@ -291,8 +292,9 @@ def train(config: TrainConfig) -> RunResult:
 
 # What must match for a saved state to continue this run (epochs, paths and flags may differ).
 _RESUME_KEYS = ("model", "data", "method", "taps", "k", "spacing", "position", "mi", "resolution",
-                "adapter", "schedule", "normalize_weights", "alpha", "beta", "batch_size", "lr",
-                "lr_schedule", "seed", "size", "flip", "train_length", "ignore_index")
+                "adapter", "head_width", "schedule", "normalize_weights", "alpha", "beta",
+                "batch_size", "lr", "lr_schedule", "seed", "size", "flip", "train_length",
+                "ignore_index")
 
 
 def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
@@ -481,6 +483,8 @@ def _parser() -> argparse.ArgumentParser:
                         "information (joint, variational)")
     scheme.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
                         help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1")
+    scheme.add_argument("--head-width", type=int, default=defaults.head_width,
+                        help="hidden channels of a head adapter (the tap's channels, at most this)")
     scheme.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
                         help="factor on the taps' weights over training: constant, or decayed to 0")
     scheme.add_argument("--normalize-weights", action="store_true",

@@ -143,10 +143,20 @@ def test_auto_taps_and_options():
     ({"resolution": "native"}, "resolution must be"),
     ({"alpha": [0.1, 0.2, 0.3]}, "alpha has 3 values for 2 taps"),
     ({"taps": "some"}, "taps must be 'auto'"),
+    ({"adapter": "head", "head_width": 0}, "head_width must be a positive integer"),
+    ({"adapter": "head", "head_width": 8.0}, "head_width must be a positive integer"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         scheme_for(**options)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
+def test_labels_of_any_integer_dtype_give_the_int64_loss(dtype):
+    """Masks read from PNG files are uint8; cross-entropy itself takes int64 only."""
+    x, y = batch()
+    scheme = scheme_for(mi="ce")
+    assert scheme(x, y.to(dtype)).terms == pytest.approx(scheme(x, y).terms)
 
 
 def test_classification_labels_pool_the_adapters():
