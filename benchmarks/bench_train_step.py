@@ -7,6 +7,12 @@ its peak memory is its own:
 - ``plain``: output cross-entropy only (``imachsr.train.PlainObjective``);
 - ``imachsr-K`` for K = 1..5 taps: the library's defaults (auto taps spread over the network,
   a 3x3 conv-BN-ReLU head and a 1x1 per tap, cross-entropy per tap, negative entropy);
+- ``head64-3``, ``no-ne-3``, ``head64-no-ne-3``: the defaults with heads at most 64 channels
+  wide (``head_width=64``), without the negative-entropy term (``beta=0``), or both;
+- ``floor-3``: the arithmetic the defaults cannot avoid, written by hand: the same taps read
+  from the same instrumented model, the same heads, plain cross-entropy per tap against labels
+  subsampled to the tap's size, no negative entropy, no checks and no logged terms. The gap
+  between ``no-ne-3`` and ``floor-3`` is the cost of the scheme's own machinery;
 - ``ce-linear-3``: the same with the paper's 1x1 adapters: classic deep supervision, whose cost
   is the scheme's machinery more than its arithmetic;
 - ``paper-3``: the 0.1 defaults (joint MI, 1x1 adapters, taps at position ``input``);
@@ -59,9 +65,10 @@ from torch import nn
 from torch.nn import functional as F
 
 CLASSES = 11
-CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "ce-linear-3", "paper-3",
-                  "hooks-3"]
-VARIANTS = {"imachsr": {}, "ce-linear": {"adapter": "linear"},
+CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "head64-3", "no-ne-3",
+                  "head64-no-ne-3", "floor-3", "ce-linear-3", "paper-3", "hooks-3"]
+VARIANTS = {"imachsr": {}, "head64": {"head_width": 64}, "no-ne": {"beta": 0.0},
+            "head64-no-ne": {"head_width": 64, "beta": 0.0}, "ce-linear": {"adapter": "linear"},
             "paper": {"mi": "joint", "adapter": "linear", "position": "input",
                       "schedule": "constant"}}
 SYNC_EVENTS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::equal")
@@ -105,6 +112,34 @@ class HookedDeepSupervision(nn.Module):
         return SchemeOutput(loss, {"loss": loss}, logits)
 
 
+class HandWrittenFloor(nn.Module):
+    """The defaults' deep supervision with nothing but its arithmetic: the library's taps,
+    instrumented model and heads, then plain cross-entropy per tap at the tap's size."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        import imachsr
+
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=shape, beta=0.0)
+        self.model, self.adapters = model, scheme.adapters
+        self.tapped, self.taps = scheme.tapped, scheme.taps
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        from imachsr import SchemeOutput
+        from imachsr.adapters import adapter_key
+
+        logits, features = self.tapped(x)
+        loss = F.cross_entropy(logits, y, ignore_index=255)
+        for name in self.taps:
+            tap_logits = self.adapters[adapter_key(name)](features[name])
+            stride = y.shape[-1] // tap_logits.shape[-1]
+            loss = loss + 0.2 * F.cross_entropy(tap_logits, y[:, ::stride, ::stride],
+                                                ignore_index=255)
+        return SchemeOutput(loss, {"loss": loss}, logits)
+
+
 def objective(name: str, shape: tuple[int, ...]) -> nn.Module:
     import imachsr
     from imachsr.train import PlainObjective
@@ -114,6 +149,8 @@ def objective(name: str, shape: tuple[int, ...]) -> nn.Module:
         return PlainObjective(model)
     if name == "hooks-3":
         return HookedDeepSupervision(model, shape)
+    if name == "floor-3":
+        return HandWrittenFloor(model, shape)
     kind, k = name.rsplit("-", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -179,10 +216,42 @@ def run_configuration(name: str, device: str, batch: int, height: int, width: in
         times.append(time.perf_counter() - start)
     if device == "cuda":
         result["peak_step_bytes"] = torch.cuda.max_memory_allocated() - held
+        try:
+            result.update(device_time(train_step))
+        except Exception as error:  # noqa: BLE001 - the timings stand without the profile
+            result.update(device_busy_ms=float("nan"), device_top=[[f"no profile: {error}", 0, 0]])
     else:
         result["peak_step_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
     result["median_ms"] = statistics.median(times) * 1000
     return result
+
+
+def device_time(train_step: Callable[[], None], steps: int = 3) -> dict:
+    """GPU kernel time per step (the device's busy time: against the step's wall time it says
+    whether launches or arithmetic set the pace) and the operations that take most of it."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as trace:
+        for _ in range(steps):
+            train_step()
+        torch.cuda.synchronize()
+    averages = trace.key_averages()
+    # Kernels are the device's events; an aten operation's own device time is its kernels'.
+    kernels = [e for e in averages if e.device_type == DeviceType.CUDA]
+    busiest = sorted((e for e in averages if e.key.startswith("aten::")), key=_device_us,
+                     reverse=True)[:8]
+    return {
+        "device_busy_ms": sum(_device_us(e) for e in kernels) / steps / 1000,
+        "device_top": [[e.key, round(_device_us(e) / steps / 1000, 3), e.count // steps]
+                       for e in busiest],
+    }
+
+
+def _device_us(event) -> float:
+    """An event's own device time in microseconds (the attribute's name changed in torch 2.4)."""
+    return float(getattr(event, "self_device_time_total", None)
+                 or getattr(event, "self_cuda_time_total", 0.0))
 
 
 def count_operations(forward_backward: Callable[[], None], device: str) -> dict:
@@ -265,34 +334,46 @@ def main() -> None:
           f"{arguments.width}, Adam, {where}, torch {torch.__version__}, median of {steps} steps")
     header = f"{'configuration':14} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9} {'x plain':>8} " \
              f"{'ops':>6} {'+ops':>6} {'syncs':>6}"
-    print(header + (f" {'cuda syncs':>10}" if cuda else ""))
-    rows = []
+    print(header + (f" {'cuda syncs':>10} {'GPU busy ms':>11}" if cuda else ""))
+    rows: list[dict] = []
+    record = {"device": where, "torch": torch.__version__, "batch": arguments.batch,
+              "height": arguments.height, "width": arguments.width, "rows": rows,
+              "stripped_inference_identical": None}
+
+    def save() -> None:  # after every row: a run cut short still leaves what it measured
+        if arguments.json:
+            with open(arguments.json, "w") as file:
+                json.dump(record, file, indent=1)
+
     for name in arguments.configurations.split(","):
         row = measure(name)
         if not cuda:  # exact peak RSS needs its own run (see the module docstring)
             exact = measure(name, {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
             row["peak_step_bytes"] = exact["peak_step_bytes"]
         rows.append(row)
+        save()
         plain = rows[0]
         line = (f"{name:14} {row['median_ms']:8.1f} {row['median_ms'] / plain['median_ms']:8.3f} "
                 f"{row['peak_step_bytes'] / 2**20:9.0f} "
                 f"{row['peak_step_bytes'] / max(plain['peak_step_bytes'], 1):8.3f} "
                 f"{row['operations']:6d} {row['operations'] - plain['operations']:+6d} "
                 f"{row['host_syncs']:6d}")
-        print(line + (f" {row['cuda_syncs']:10d}" if cuda else ""), flush=True)
+        print(line + (f" {row['cuda_syncs']:10d} {row['device_busy_ms']:11.1f}" if cuda else ""),
+              flush=True)
     by_name = {row["name"]: row for row in rows}
-    if "plain" in by_name and all(f"imachsr-{k}" in by_name for k in range(1, 6)):
-        overheads = [by_name[f"imachsr-{k}"]["median_ms"] - by_name["plain"]["median_ms"]
-                     for k in range(1, 6)]
-        print("overhead per K (ms): " + ", ".join(f"{o:.1f}" for o in overheads))
-    identical = check_stripped_inference(arguments.device, arguments.height, arguments.width)
-    print(f"stripped model inference identical to the original: {identical}")
-    if arguments.json:
-        with open(arguments.json, "w") as file:
-            json.dump({"device": where, "batch": arguments.batch, "height": arguments.height,
-                       "width": arguments.width, "rows": rows,
-                       "stripped_inference_identical": identical}, file, indent=1)
-
+    tap_counts = [k for k in range(1, 6) if f"imachsr-{k}" in by_name]
+    if "plain" in by_name and len(tap_counts) > 1:
+        print("overhead over plain by K (ms): " + ", ".join(
+            f"K={k} {by_name[f'imachsr-{k}']['median_ms'] - by_name['plain']['median_ms']:.1f}"
+            for k in tap_counts))
+    for row in rows if cuda else []:
+        print(f"{row['name']}: busiest device operations per step (ms, calls): " + "; ".join(
+            f"{name} {ms:.2f} x{count}" for name, ms, count in row["device_top"]))
+    record["stripped_inference_identical"] = check_stripped_inference(
+        arguments.device, arguments.height, arguments.width)
+    print(f"stripped model inference identical to the original: "
+          f"{record['stripped_inference_identical']}")
+    save()
 
 if __name__ == "__main__":
     main()

@@ -41,7 +41,7 @@ MODEL = "smp:DeepLabV3Plus:resnet18"
 # means the same run whatever the library's defaults are; the arm whose options equal the
 # defaults is marked ``default`` in its records.
 PAPER = {"method": "imachsr", "k": 3, "spacing": 2, "resolution": "feature", "alpha": 0.4,
-         "beta": 0.01, "normalize_weights": False}
+         "beta": 0.01, "normalize_weights": False, "head_width": 256}
 ARMS: dict[str, tuple[dict, str]] = {
     "output-only": ({"method": "plain"}, "output cross-entropy only."),
     "shipped-0.1": (
@@ -58,6 +58,15 @@ ARMS: dict[str, tuple[dict, str]] = {
     "ce-spread-linear-decay": (
         {**PAPER, "mi": "ce", "position": "uniform", "adapter": "linear", "schedule": "linear"},
         "as `ce-spread-head-decay` with the paper's 1x1 adapters instead of heads."),
+    "ce-spread-head64-decay": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "linear",
+         "head_width": 64},
+        "as `ce-spread-head-decay` with heads at most 64 channels wide (the decoder tap's 3x3 "
+        "convolution 304->64 instead of 304->256: a quarter of the arithmetic)."),
+    "ce-spread-head-decay-no-ne": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "linear",
+         "beta": 0.0},
+        "as `ce-spread-head-decay` without the negative-entropy term (beta 0)."),
     "ce-spread-head-constant": (
         {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "constant"},
         "as `ce-spread-head-decay` with alpha and beta held constant."),
