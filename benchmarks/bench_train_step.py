@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--steps", type=int, help="timed steps (default 30 on CUDA, 5 on the CPU)")
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS))
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure the configurations this many times, in turn, and report "
+                        "the median (a launch-bound GPU step varies between processes)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--configuration", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -345,11 +348,19 @@ def main() -> None:
             with open(arguments.json, "w") as file:
                 json.dump(record, file, indent=1)
 
-    for name in arguments.configurations.split(","):
+    names = arguments.configurations.split(",")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(arguments.repeats - 1):  # the earlier rounds; the last one prints the rows
+        for name in names:
+            runs[name].append(measure(name))
+    for name in names:
         row = measure(name)
         if not cuda:  # exact peak RSS needs its own run (see the module docstring)
             exact = measure(name, {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
             row["peak_step_bytes"] = exact["peak_step_bytes"]
+        if runs[name]:
+            row["median_ms_each"] = [r["median_ms"] for r in runs[name]] + [row["median_ms"]]
+            row["median_ms"] = statistics.median(row["median_ms_each"])
         rows.append(row)
         save()
         plain = rows[0]
