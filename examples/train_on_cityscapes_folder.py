@@ -61,11 +61,9 @@ def run(root: Path, crop: int, epochs: int, batch_size: int, device: torch.devic
                              example_inputs=(2, 3, crop, crop)).to(device)
     print("taps:", ", ".join(scheme.taps))
     optimizer = torch.optim.AdamW(scheme.parameters(), lr=1e-3, weight_decay=1e-4)
-    total_steps = epochs * len(train_loader)
 
     for epoch in range(epochs):
-        for step, (images, labels) in enumerate(train_loader):
-            scheme.set_progress((epoch * len(train_loader) + step) / total_steps)
+        for images, labels in train_loader:
             output = scheme(images.to(device), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()

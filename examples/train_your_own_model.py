@@ -4,8 +4,8 @@ What this shows, in order:
 
 1. a small segmentation network of your own (any ``nn.Module`` works);
 2. ``imachsr.IMacHSR`` wrapping it: tapfinder picks the taps, small heads are attached;
-3. your loop: ``scheme(images, labels)`` returns the loss, ``scheme.set_progress`` drives the
-   weights of the tap terms down to 0 over training;
+3. your loop: ``scheme(images, labels)`` returns the loss to back-propagate (the output's
+   cross-entropy plus the taps' terms at constant weights);
 4. the trained weights saved from ``scheme.model`` load into a fresh instance of *your* class:
    the heads were only for training.
 
@@ -106,10 +106,8 @@ def main() -> None:
 
     train_loader, val_loader = loaders(size, train_length, batch_size=8)
     optimizer = torch.optim.Adam(scheme.parameters(), lr=2e-3)  # model and heads together
-    total_steps = epochs * len(train_loader)
     for epoch in range(epochs):
-        for step, (images, labels) in enumerate(train_loader):
-            scheme.set_progress((epoch * len(train_loader) + step) / total_steps)
+        for images, labels in train_loader:
             out = scheme(images, labels)  # out.loss: output CE + the taps' terms
             optimizer.zero_grad()
             out.loss.backward()

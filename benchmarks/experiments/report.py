@@ -1,13 +1,15 @@
 """``docs/results.md`` from the raw records in ``docs/results/*.jsonl``: per regime, each arm's
-mean test and final validation mIoU, and its paired difference to output-only with a 95%
-confidence interval (paired t over the seeds both arms finished), plus a learning-curve figure.
+mean test and final validation mIoU, its paired difference to output-only with a 95%
+confidence interval (paired t over the seeds both arms finished) and its paired validation
+difference to the library's current default arm, plus a learning-curve figure.
 
 Anyone can recompute every table::
 
     python benchmarks/experiments/report.py [--records docs/results] [--out docs/results.md]
 
 A record is one finished run, one JSON object a line: ``regime``, ``arm``, ``seed``, ``default``
-(the shipped default configuration), ``baseline`` (output-only), ``test`` (metrics, ``mIoU`` as a
+(whether the arm was the default configuration when it ran; the report marks the arm that is
+the default now), ``baseline`` (output-only), ``test`` (metrics, ``mIoU`` as a
 fraction), ``val`` (validation mIoU per epoch), and what the run was (``config``, ``taps``,
 ``seconds``, ``device``).
 """
@@ -100,33 +102,42 @@ def load_records(folder: Path) -> dict[str, list[dict]]:
     return regimes
 
 
-def regime_table(records: list[dict]) -> list[str]:
-    """Markdown rows: arm, seeds, mean test mIoU, mean last validation mIoU, and the paired test
-    and validation differences to output-only in mIoU points."""
-    baseline = {r["seed"]: r for r in records if r["baseline"]}
+def regime_table(records: list[dict], default_arm: str | None = None) -> list[str]:
+    """Markdown rows: arm, seeds, mean test mIoU, mean last validation mIoU, the paired test
+    and validation differences to output-only and the paired validation difference to
+    ``default_arm`` (marked as the default), in mIoU points."""
     arms: dict[str, list[dict]] = {}
     for record in records:
         arms.setdefault(record["arm"], []).append(record)
+    baseline = {r["seed"]: r for r in records if r["baseline"]}
+    default = {r["seed"]: r for r in arms.get(default_arm, [])}
     lines = ["| arm | seeds | test mIoU | val mIoU (last) | test vs output-only (95% CI) | "
-             "verdict | val vs output-only (95% CI) |",
-             "|---|---|---|---|---|---|---|"]
+             "verdict | val vs output-only (95% CI) | val vs the default (95% CI) |",
+             "|---|---|---|---|---|---|---|---|"]
     for arm, runs in arms.items():
         runs = sorted(runs, key=lambda r: r["seed"])
         test = [r["test"]["mIoU"] * 100 for r in runs]
         val = [r["val"][-1] * 100 for r in runs]
-        name = arm + (" **(default)**" if runs[0]["default"] else "")
+        name = arm + (" **(default)**" if arm == default_arm else "")
         cells = [name, str(len(runs)), f"{statistics.fmean(test):.2f}", f"{statistics.fmean(val):.2f}"]
-        paired = [r for r in runs if r["seed"] in baseline]
-        if runs[0]["baseline"] or len(paired) < 2:
-            cells += ["—", "—", "—"]
-        else:
-            on_test = paired_difference([r["test"]["mIoU"] * 100 for r in paired],
-                                        [baseline[r["seed"]]["test"]["mIoU"] * 100 for r in paired])
-            on_val = paired_difference([r["val"][-1] * 100 for r in paired],
-                                       [baseline[r["seed"]]["val"][-1] * 100 for r in paired])
-            cells += [_interval(on_test), on_test.verdict, _interval(on_val)]
+        on_test = _against(runs, baseline, lambda r: r["test"]["mIoU"])
+        on_val = _against(runs, baseline, lambda r: r["val"][-1])
+        cells += [_interval(on_test), on_test.verdict, _interval(on_val)] if on_test else ["—"] * 3
+        against_default = None if arm == default_arm else _against(runs, default, lambda r: r["val"][-1])
+        cells.append(_interval(against_default) if against_default else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _against(runs: list[dict], reference: dict[int, dict], value) -> PairedDifference | None:
+    """The paired difference of ``value`` (a fraction, reported in points) between ``runs`` and
+    the reference runs of the same seeds; ``None`` for fewer than two pairs or the reference
+    itself."""
+    paired = [r for r in runs if r["seed"] in reference and reference[r["seed"]] is not r]
+    if len(paired) < 2:
+        return None
+    return paired_difference([value(r) * 100 for r in paired],
+                             [value(reference[r["seed"]]) * 100 for r in paired])
 
 
 def _interval(difference: PairedDifference) -> str:
@@ -160,7 +171,8 @@ def plot_learning_curves(regime: str, records: list[dict], out: Path) -> None:
     plt.close(figure)
 
 
-def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "") -> str:
+def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
+           default_arm: str | None = None) -> str:
     """The whole results page: the preamble, then one section per regime."""
     lines = ["# iMacHSR against output-only training: the evidence", "",
              "Generated by `python benchmarks/experiments/report.py` from the raw records in "
@@ -176,9 +188,9 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "") ->
                 f"{config.get('model')}, DigitCanvas {config.get('size')}x{config.get('size')}, "
                 f"{config.get('train_length')} training canvases, {config.get('epochs')} epochs at "
                 f"batch {config.get('batch_size')}, Adam lr {config.get('lr')} "
-                f"({config.get('lr_schedule')} schedule); device: {first.get('device', '?')}.")
+                f"({config.get('lr_schedule')} schedule); devices: {_devices(records)}.")
             lines.append("")
-        lines += regime_table(records)
+        lines += regime_table(records, default_arm)
         arms_seen: dict[str, dict] = {}
         for record in records:
             arms_seen.setdefault(record["arm"], record)
@@ -192,6 +204,21 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "") ->
     return "\n".join(lines)
 
 
+def _devices(records: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.get("device", "?")] = counts.get(record.get("device", "?"), 0) + 1
+    return ", ".join(f"{device} ({count} runs)" for device, count in counts.items())
+
+
+def current_default_arm() -> str | None:
+    """The arm whose options are the library's defaults now."""
+    from run_experiments import ARMS, is_default
+
+    return next((arm for arm, (options, _) in ARMS.items()
+                 if options["method"] != "plain" and is_default(options)), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=Path, default=Path("docs/results"))
@@ -200,7 +227,8 @@ def main() -> None:
                         help="markdown placed before the tables (the protocol and its reading)")
     options = parser.parse_args()
     preamble = options.preamble.read_text() if options.preamble.is_file() else ""
-    options.out.write_text(render(load_records(options.records), options.records, preamble))
+    options.out.write_text(render(load_records(options.records), options.records, preamble,
+                                  current_default_arm()))
     print(f"wrote {options.out}")
 
 

@@ -59,12 +59,16 @@ def record(arm: str, seed: int, miou: float, baseline: bool = False) -> dict:
 def test_the_table_pairs_by_seed_and_marks_the_default(tmp_path):
     records = [record("a", s, 0.30 + 0.01 * s, baseline=True) for s in range(3)]
     records += [record("b", s, 0.32 + 0.01 * s + 0.001 * s) for s in range(3)]
-    rows = regime_table(records)
+    records += [record("c", s, 0.31 + 0.01 * s + 0.001 * s) for s in range(3)]
+    rows = regime_table(records, default_arm="b")
     row = next(r for r in rows if r.startswith("| b"))
     # differences in points: 2.0, 2.1, 2.2 -> mean 2.1, sd 0.1, t(2) = 4.303
     half = 4.303 * 0.1 / math.sqrt(3)
     assert f"+2.10 [{2.1 - half:+.2f}, {2.1 + half:+.2f}] (n=3)" in row
-    assert "**(default)**" in row and "| better |" in row
+    assert "**(default)**" in row and "| better |" in row and row.endswith("| — |")
+    # c against the default b on validation: -1.0 on every seed (sd 0)
+    assert next(r for r in rows if r.startswith("| c")).endswith("| -1.00 [-1.00, -1.00] (n=3) |")
+    assert "**(default)**" not in next(r for r in rows if r.startswith("| c"))
 
 
 def test_a_later_record_of_the_same_run_replaces_the_earlier(tmp_path):
@@ -76,16 +80,16 @@ def test_a_later_record_of_the_same_run_replaces_the_earlier(tmp_path):
 
 def test_the_runner_appends_one_record_per_run_and_resumes(tmp_path):
     command = [sys.executable, str(EXPERIMENTS / "run_experiments.py"), "--smoke",
-               "--regimes", "digits96", "--arms", "output-only,ce-spread-head-decay",
+               "--regimes", "digits96", "--arms", "output-only,ce-spread-head-constant",
                "--seeds", "0", "--workers", "2", "--records", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "digits96.jsonl").read_text().splitlines()]
-    assert {r["arm"] for r in records} == {"output-only", "ce-spread-head-decay"}
+    assert {r["arm"] for r in records} == {"output-only", "ce-spread-head-constant"}
     for run in records:
         assert {"regime", "arm", "seed", "default", "baseline", "test", "val"} <= run.keys()
         assert 0.0 <= run["test"]["mIoU"] <= 1.0 and len(run["val"]) == 2
         assert run["baseline"] == (run["arm"] == "output-only")
-        assert run["default"] == (run["arm"] == "ce-spread-head-decay")  # the library's defaults
+        assert run["default"] == (run["arm"] == "ce-spread-head-constant")  # the library's defaults
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "0 runs to do" in again.stdout

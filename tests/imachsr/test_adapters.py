@@ -88,6 +88,14 @@ def test_head_width_is_the_taps_channels_capped_at_256():
     assert pooled(torch.randn(2, 16, 4, 4)).shape == (2, 3)
 
 
+def test_head_width_sets_the_cap_for_maps_and_tokens():
+    assert DimensionAdapter("NCHW", 304, 3, capacity="head", head_width=64).project[0].out_channels == 64
+    assert DimensionAdapter("NCHW", 32, 3, capacity="head", head_width=64).project[0].out_channels == 32
+    tokens = DimensionAdapter("NLC", 96, 3, grid=(1, 2, 2), capacity="head", head_width=48)
+    assert tokens.project[0].out_features == 48
+    assert tokens(torch.randn(2, 5, 96)).shape == (2, 3, 2, 2)
+
+
 def test_an_unknown_capacity_is_refused():
     with pytest.raises(ValueError, match="capacity must be one of linear, head"):
         DimensionAdapter("NCHW", 8, 3, capacity="mlp")

@@ -95,6 +95,7 @@ def test_an_interrupted_run_leaves_its_state_and_resumes(tmp_path, monkeypatch):
     (["--k", "40", "--epochs", "1"], "--k 40"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--resume"], "no training state"),
+    (["--head-width", "0"], "head_width must be a positive integer"),
 ])
 def test_bad_arguments_end_with_a_message_and_exit_code_2(arguments, message, tmp_path, capsys):
     assert main([*TINY, "--limit-steps", "1", "--out", str(tmp_path / "x"), *arguments]) == 2
@@ -113,7 +114,8 @@ def test_train_help_gives_every_option_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "which a mirror changes) --train-length" in text  # no "(default: None)" for --flip
     for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
-                  "(default: head)", "(default: 0.4)", "(default: 0.01)", "(default: 8)",
+                  "(default: head)", "(default: 256)", "(default: constant)", "(default: 0.4)",
+                  "(default: 0.01)", "(default: 8)",
                   "(default: 0.002)", "(default: runs/imachsr)"):
         assert shown in text
 
