@@ -11,6 +11,9 @@ and structure only (never model names):
   2x2 key/value reductions at tiny inputs count as more than one);
 - **before its norm**: the node's only consumer is a normalisation, so the tap would read a
   convolution's raw output instead of its conv -> norm -> activation chain's end;
+- **a shortcut**: the node's one consumer adds it to a branch with more layers: a residual
+  block's projection shortcut (ResNet's ``downsample``) or an FPN lateral, not the block's own
+  path; the sum itself is the tap;
 - **padding**: explicit zero padding in front of a convolution (TF-"same" models such as
   EfficientNet ports): the tap would be the producer's tensor with a zero border;
 - **inside attention**: a node of the module that holds an attention core (scaled dot-product
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 
 from .graph import ArchGraph
-from .rules._common import function_name, norm_kind, scope_bounds
+from .rules._common import function_name, norm_kind, scope_bounds, tensor_inputs
 from .rules.attention import is_attention_core
 
 __all__ = ["guard_violations", "attention_interior"]
@@ -54,6 +57,9 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     users = [u for u in arch.graph.successors(node) if arch[u]["value"] == "tensor"]
     if len(users) == 1 and norm_kind(arch[users[0]]) is not None:
         violations.append("read before its normalisation")
+    consumers = list(arch.graph.successors(node))  # a split's tuple too: it reads the node
+    if len(consumers) == 1 and _is_shortcut_into(arch, node, consumers[0]):
+        violations.append("a shortcut into a residual sum")
     if _is_padding(attrs):
         violations.append("zero padding in front of a layer")
     if node in interior:
@@ -71,6 +77,19 @@ def attention_interior(arch: ArchGraph) -> set[str]:
               if attrs["scope"] and is_attention_core(arch, name)}
     return {name for name, attrs in arch.graph.nodes(data=True)
             if any(path in scopes and name != last_tensor.get(path) for path in attrs["scope"])}
+
+
+_SUMS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
+
+
+def _is_shortcut_into(arch: ArchGraph, node: str, join: str) -> bool:
+    """``join`` is a sum and another of its inputs passed more parametric layers than ``node``."""
+    attrs = arch[join]
+    if attrs["op"] not in ("call_function", "call_method") or attrs["target"] not in _SUMS:
+        return False
+    depth = arch[node]["layer_index"]
+    return any(arch[other]["layer_index"] > depth
+               for other in tensor_inputs(arch, join) if other != node)
 
 
 def _is_padding(attrs: dict) -> bool:

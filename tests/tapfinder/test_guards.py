@@ -109,6 +109,22 @@ class EfficientAttentionNet(nn.Module):
         return self.head(self.attn(self.stem(x)))
 
 
+class PartialConvBlock(nn.Module):
+    """FasterNet-style: the block's input is split (a tuple, not a tensor, consumes it) and also
+    added back: it feeds the block's own path, so it is no shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.partial = nn.Conv2d(4, 4, 3, 1, 1)
+        self.mlp = nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        mixed, kept = torch.split(x, [4, 4], dim=1)
+        return x + self.mlp(torch.cat([self.partial(mixed), kept], dim=1))
+
+
 def taps_and_violations(model: nn.Module, shape: tuple[int, ...], k: int = 3):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -157,6 +173,19 @@ def test_nothing_strictly_inside_an_attention_computation_is_a_tap():
 
 
 tv = pytest.importorskip("torchvision.models")
+
+
+def test_a_projection_shortcut_is_never_a_tap_but_the_residual_branch_may_be():
+    arch, _ = taps_and_violations(tv.resnet18(), (2, 3, 64, 64))
+    assert "a shortcut into a residual sum" in guard_violations(arch, "layer2_0_downsample_1")
+    assert "a shortcut into a residual sum" not in guard_violations(arch, "layer2_0_bn2")
+    # Before this guard, the three projection shortcuts were candidates.
+    assert not any("downsample" in node for node in candidate_nodes(arch))
+
+
+def test_a_block_input_that_is_also_split_is_no_shortcut():
+    arch, _ = taps_and_violations(PartialConvBlock(), (2, 3, 16, 16))
+    assert "a shortcut into a residual sum" not in guard_violations(arch, "stem_2")
 
 
 @pytest.mark.parametrize("build", [tv.resnet18, tv.efficientnet_b0, tv.swin_t, tv.vit_b_16,

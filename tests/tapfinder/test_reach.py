@@ -54,6 +54,7 @@ def test_a_detector_is_analysed_from_one_eager_run_and_tapped_with_hooks_bit_ide
     strides = {round(arch[t.node]["reduction"]) for t in taps}  # against the images' own size
     assert len(strides) >= 2 and max(strides) >= 8
     assert all(arch[t.node]["hook"].startswith("backbone") for t in taps)
+    assert not any("downsample" in arch[t.node]["hook"] for t in taps)  # Mask R-CNN's shortcut BN
     tapped = imachsr.instrument(model, taps, IMAGES, arch=arch)
     assert tapped.uses_hooks
     assert_same(before, snapshot(model))  # running the model below fills its own caches
