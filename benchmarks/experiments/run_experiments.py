@@ -67,6 +67,10 @@ ARMS: dict[str, tuple[dict, str]] = {
         {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "linear",
          "beta": 0.0},
         "as `ce-spread-head-decay` without the negative-entropy term (beta 0)."),
+    "ce-spread-head-constant-no-ne": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "constant",
+         "beta": 0.0},
+        "as `ce-spread-head-constant` without the negative-entropy term (beta 0)."),
     "ce-spread-head-constant": (
         {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "constant"},
         "as `ce-spread-head-decay` with alpha and beta held constant."),
