@@ -135,8 +135,8 @@ class HandWrittenFloor(nn.Module):
         for name in self.taps:
             tap_logits = self.adapters[adapter_key(name)](features[name])
             stride = y.shape[-1] // tap_logits.shape[-1]
-            loss = loss + 0.2 * F.cross_entropy(tap_logits, y[:, ::stride, ::stride],
-                                                ignore_index=255)
+            loss = loss + 0.4 * F.cross_entropy(tap_logits, y[:, ::stride, ::stride],
+                                                ignore_index=255)  # the default alpha
         return SchemeOutput(loss, {"loss": loss}, logits)
 
 

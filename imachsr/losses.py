@@ -40,8 +40,8 @@ class LabelStatistics:
                  dtype: torch.dtype = torch.float32) -> None:
         self.shape: tuple[int, ...] = tuple(target.shape)  # to check the logits against
         self.classes, self.ignore_index, self.dtype = classes, ignore_index, dtype
-        # (B, N) class indices, ignored pixels included
-        self.labels = target.reshape(1, -1) if target.dim() == 1 else target.reshape(target.shape[0], -1)
+        # (B, N) class indices, ignored pixels included; classification labels are one "image"
+        self.labels = target.reshape(1 if target.dim() == 1 else target.shape[0], -1)
 
     @cached_property
     def valid(self) -> torch.Tensor:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 from .graph import ArchGraph
-from .rules._common import function_name, norm_kind, scope_bounds, tensor_inputs
+from .rules._common import SUM_TARGETS, function_name, norm_kind, scope_bounds, tensor_inputs
 from .rules.attention import is_attention_core
 
 __all__ = ["guard_violations", "attention_interior"]
@@ -79,13 +79,10 @@ def attention_interior(arch: ArchGraph) -> set[str]:
             if any(path in scopes and name != last_tensor.get(path) for path in attrs["scope"])}
 
 
-_SUMS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
-
-
 def _is_shortcut_into(arch: ArchGraph, node: str, join: str) -> bool:
     """``join`` is a sum and another of its inputs passed more parametric layers than ``node``."""
     attrs = arch[join]
-    if attrs["op"] not in ("call_function", "call_method") or attrs["target"] not in _SUMS:
+    if attrs["op"] not in ("call_function", "call_method") or attrs["target"] not in SUM_TARGETS:
         return False
     depth = arch[node]["layer_index"]
     return any(arch[other]["layer_index"] > depth

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,20 +121,28 @@ def regime_table(records: list[dict], default_arm: str | None = None) -> list[st
         val = [r["val"][-1] * 100 for r in runs]
         name = arm + (" **(default)**" if arm == default_arm else "")
         cells = [name, str(len(runs)), f"{statistics.fmean(test):.2f}", f"{statistics.fmean(val):.2f}"]
-        on_test = _against(runs, baseline, lambda r: r["test"]["mIoU"])
-        on_val = _against(runs, baseline, lambda r: r["val"][-1])
-        cells += [_interval(on_test), on_test.verdict, _interval(on_val)] if on_test else ["—"] * 3
-        against_default = None if arm == default_arm else _against(runs, default, lambda r: r["val"][-1])
+        on_test = None if runs[0]["baseline"] else _against(runs, baseline, _test_miou)
+        on_val = None if runs[0]["baseline"] else _against(runs, baseline, _last_val_miou)
+        cells += ([_interval(on_test), on_test.verdict, _interval(on_val)] if on_test
+                  else ["—"] * 3)
+        against_default = None if arm == default_arm else _against(runs, default, _last_val_miou)
         cells.append(_interval(against_default) if against_default else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
+def _test_miou(record: dict) -> float:
+    return record["test"]["mIoU"]
+
+
+def _last_val_miou(record: dict) -> float:
+    return record["val"][-1]
+
+
 def _against(runs: list[dict], reference: dict[int, dict], value) -> PairedDifference | None:
     """The paired difference of ``value`` (a fraction, reported in points) between ``runs`` and
-    the reference runs of the same seeds; ``None`` for fewer than two pairs or the reference
-    itself."""
-    paired = [r for r in runs if r["seed"] in reference and reference[r["seed"]] is not r]
+    the reference runs of the same seeds; ``None`` for fewer than two pairs."""
+    paired = [r for r in runs if r["seed"] in reference]
     if len(paired) < 2:
         return None
     return paired_difference([value(r) * 100 for r in paired],
@@ -205,9 +214,7 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
 
 
 def _devices(records: list[dict]) -> str:
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record.get("device", "?")] = counts.get(record.get("device", "?"), 0) + 1
+    counts = Counter(record.get("device", "?") for record in records)
     return ", ".join(f"{device} ({count} runs)" for device, count in counts.items())
 
 

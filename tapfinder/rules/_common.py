@@ -10,8 +10,8 @@ import networkx as nx
 
 from ..graph import ArchGraph
 
-JOIN_TARGETS = ("operator.add", "operator.iadd", "torch.add", "torch.cat", "torch.concat",
-                "torch.stack", "add", "add_", "cat", "torch.sum")
+SUM_TARGETS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
+JOIN_TARGETS = (*SUM_TARGETS, "torch.cat", "torch.concat", "torch.stack", "cat", "torch.sum")
 ACTIVATION_TYPES = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU",
                     "SiLU", "Mish", "Hardswish", "Tanh", "Softplus", "QuickGELU", "GELUTanh"}
 ACTIVATION_FUNCTIONS = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",

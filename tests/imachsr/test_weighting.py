@@ -77,6 +77,18 @@ def test_a_decaying_schedule_without_progress_warns_once_and_keeps_full_weights(
         decaying(x, y)  # once only
 
 
+def test_the_default_schedule_needs_no_progress_and_warns_nothing():
+    """The README's loop never calls set_progress: the default weights are constant."""
+    default = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 16, 16),
+                              taps=["stem", "down"], alpha=[0.4, 0.2], beta=0.0)
+    x, y = batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = default(x, y)
+    taps = out.terms["mi/stem_2"] * 0.4 + out.terms["mi/down_2"] * 0.2
+    assert out.terms["loss"] == pytest.approx(out.terms["ce"] + taps, rel=1e-6)
+
+
 def test_set_progress_refuses_values_outside_the_run():
     with pytest.raises(ValueError, match="progress must lie"):
         scheme().set_progress(2.0)
