@@ -284,6 +284,7 @@ def build_arch_graph(
     layouts = infer_layouts(nodes, infos, leaf_modules)
     parameters = {id(p) for p in model.parameters()}
     parameters_by_module = _parameters_by_module(root)
+    weights = _computed_from_parameters(nodes, root, parameters)
 
     graph = nx.DiGraph()
     for node in nodes:
@@ -303,7 +304,7 @@ def build_arch_graph(
             dtype=info.dtype,
             layout=layouts.get(node.name),
             params=params,
-            parametric=_is_parametric(node, params, root, parameters),
+            parametric=_is_parametric(node, params, weights),
         )
         if traced.eager:
             hooked = node.meta.get(MODULE_OUTPUT_META_KEY)
@@ -383,20 +384,33 @@ def _get_attr(root: nn.Module, target: str) -> Any:
     return value
 
 
-def _is_parametric(
-    node: fx.Node, params: int, root: nn.Module, parameters: set[int]
-) -> bool:
+def _computed_from_parameters(nodes: list[fx.Node], root: nn.Module,
+                              parameters: set[int]) -> set[fx.Node]:
+    """The nodes whose value comes from the model's parameters alone: the parameters read by
+    ``get_attr`` and what is computed from them and constants (a weight standardised before its
+    convolution, as BiT's ``WeightStandardizedConv2d`` and timm's ``StdConv2d`` do)."""
+    computed: set[fx.Node] = set()
+    for node in nodes:  # in execution order: a node's inputs come first
+        if node.op == "get_attr":
+            if id(_get_attr(root, str(node.target))) in parameters:
+                computed.add(node)
+        elif node.op in ("call_function", "call_method") and node.all_input_nodes and all(
+                source in computed or source.op == "get_attr" for source in node.all_input_nodes):
+            if any(source in computed for source in node.all_input_nodes):
+                computed.add(node)
+    return computed
+
+
+def _is_parametric(node: fx.Node, params: int, weights: set[fx.Node]) -> bool:
+    """A layer: a module with parameters, or a weighted function (convolution, linear, norm,
+    matmul) that applies parameters, or values computed from them alone, to the data."""
     if node.op == "call_module":
         return params > 0
     weighted = (node.op == "call_function" and node.target in _WEIGHTED_FUNCTIONS) or (
         node.op == "call_method" and node.target in _WEIGHTED_METHODS
     )
-    if not weighted:
-        return False
-    return any(
-        arg.op == "get_attr" and id(_get_attr(root, str(arg.target))) in parameters
-        for arg in node.all_input_nodes
-    )
+    return weighted and node not in weights and any(
+        source in weights for source in node.all_input_nodes)
 
 
 def _add_channels_and_spatial(graph: nx.DiGraph) -> None:

@@ -35,6 +35,25 @@ def test_feature_attributes_of_a_strided_conv(small_net):
     assert arch["stage3_act"]["params"] == 0 and not arch["stage3_act"]["parametric"]
 
 
+class StandardisedConv(nn.Conv2d):
+    """BiT's and timm's weight-standardised convolution: the weight is normalised, then used."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None,
+                                          None, training=True, momentum=0.0, eps=1e-6)
+        return nn.functional.conv2d(x, weight.reshape_as(self.weight), self.bias, self.stride,
+                                    self.padding)
+
+
+def test_a_convolution_of_a_standardised_weight_is_a_layer_and_the_standardisation_is_not():
+    model = nn.Sequential(StandardisedConv(3, 8, 3, bias=False), nn.ReLU(),
+                          StandardisedConv(8, 8, 3, bias=False))
+    arch = tapfinder.trace(model, (2, 3, 16, 16))
+    layers = [name for name in arch.graph if arch[name]["parametric"]]
+    assert [arch[name]["target"] for name in layers] == ["torch.conv2d", "torch.conv2d"], layers
+    assert arch.max_layer_index == 2
+
+
 def test_layer_index_counts_parametric_layers_on_the_longest_path(small_net):
     arch = tapfinder.trace(small_net, (2, 3, 16, 16))
     # stem (conv, bn) -> stage1 (conv, bn) -> stage2 (conv, bn) -> add -> stage3 -> head
