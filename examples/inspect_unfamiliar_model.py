@@ -37,7 +37,7 @@ def inspect(spec: str, input_shape: tuple[int, ...], out: Path) -> None:
         print(f"  {candidate.node:32} {candidate.kind:15} {candidate.score:.2f}  {candidate.reason}")
 
     # Three taps spread over the depth, at least two parametric layers apart.
-    taps = tapfinder.select_taps(arch, candidates, k=3, spacing=2, position="uniform")
+    taps = tapfinder.select_taps(arch, candidates, k=3, spacing=1, position="uniform")
     print("\ntaps:")
     for tap in taps:
         print(tap.explain())

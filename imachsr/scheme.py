@@ -170,7 +170,7 @@ class IMacHSR(nn.Module):
         example_inputs: Any,
         taps: str | Sequence[str | Tap] = "auto",
         k: int = 3,
-        spacing: int = 2,
+        spacing: int = 1,
         position: str = "uniform",
         alpha: float | Sequence[float] = 0.4,
         beta: float | Sequence[float] = 0.01,

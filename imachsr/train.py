@@ -64,7 +64,7 @@ class TrainConfig:
     method: str = "imachsr"  # or "plain": output cross-entropy only
     taps: str = "auto"
     k: int = 3
-    spacing: int = 2
+    spacing: int = 1
     position: str = "uniform"
     mi: str = "ce"
     resolution: str = "feature"
@@ -475,7 +475,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="auto, or fx node names / module paths, comma-separated")
     scheme.add_argument("--k", type=int, default=defaults.k, help="number of auto taps")
     scheme.add_argument("--spacing", type=int, default=defaults.spacing,
-                        help="minimum distance between auto taps, in parametric layers")
+                        help="minimum distance between auto taps, in bases (the layers a "
+                        "typical block spans)")
     scheme.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position,
                         help="where auto taps go: uniform spreads them over the depth")
     scheme.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi,

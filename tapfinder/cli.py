@@ -96,8 +96,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=3, help="number of taps (default: 3)")
-    parser.add_argument("--spacing", type=int, default=2,
-                        help="minimum layers between taps (default: 2)")
+    parser.add_argument("--spacing", type=int, default=1,
+                        help="minimum distance between taps in bases, the layers a typical "
+                        "block spans (default: 1; 0: only one tap per block)")
     parser.add_argument("--position", choices=POSITIONS, default="uniform",
                         help="where to favour taps (default: uniform, spread over the depth)")
     parser.add_argument("--kinds", nargs="+", metavar="KIND",

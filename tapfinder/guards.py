@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 
 from .graph import ArchGraph
-from .rules._common import SUM_TARGETS, function_name, norm_kind, scope_bounds, tensor_inputs
+from .rules._common import (SUM_TARGETS, function_name, input_batch, norm_kind, scope_bounds,
+                            tensor_inputs)
 from .rules.attention import is_attention_core
 
 __all__ = ["guard_violations", "attention_interior"]
@@ -46,7 +47,7 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     attrs = arch[node]
     shape = attrs["shape"] or ()
     violations = []
-    batch = _input_batch(arch)
+    batch = input_batch(arch)
     if shape and batch is not None and shape[0] != batch:
         violations.append(f"first axis {shape[0]} is not the batch ({batch})")
     if attrs["layer_index"] == 0 and not attrs["parametric"]:
@@ -94,17 +95,6 @@ def _is_padding(attrs: dict) -> bool:
         return str(attrs["module_type"]).endswith(("ZeroPad2d", "ConstantPad2d", "ZeroPad1d",
                                                    "ConstantPad1d", "ZeroPad3d", "ConstantPad3d"))
     return attrs["op"] == "call_function" and function_name(attrs) == "pad"
-
-
-def _input_batch(arch: ArchGraph) -> int | None:
-    """The first input's batch: its first axis, or the length of the list it is an item of."""
-    batches = arch.traced.call.batches if arch.traced is not None else {}
-    for name in arch.inputs:
-        if name in batches:
-            return batches[name]
-        if arch[name]["shape"]:
-            return arch[name]["shape"][0]
-    return None
 
 
 def _positions(attrs: dict) -> int | None:

@@ -4,12 +4,16 @@ Evidence is merged per node (noisy-or of the scores, so a node that is both a st
 skip join outranks one that is only one of them), equivalent nodes are canonicalised (the end
 of a shape-preserving chain such as ``add -> relu``, so the tap is the block's real output), and
 non-taps are dropped. Taps are then picked greedily by ``score x position weight`` (x 0.8 off
-the main path) with a minimum spacing in layer-index units. The position policies follow the paper's ablations.
+the main path) with a minimum spacing in bases (the paper's base distance: here the layers
+between the ends of consecutive repeated blocks); where every tap then reads one stride of a
+model with stages at several, one moves to another stride. The position policies follow the
+paper's ablations.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -23,7 +27,7 @@ from .rules._common import block_outputs, norm_kind, stage_strides, stride
 from .tracer import CALL_META_KEY
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
-           "POSITIONS"]
+           "base_distance", "POSITIONS"]
 
 
 
@@ -180,19 +184,79 @@ def _outside_utility(arch: ArchGraph, position: str) -> Callable[[_Evidence], fl
     return utility
 
 
-def _new_resolution_for_the_last_tap(arch: ArchGraph, viable: list[_Evidence],
-                                     chosen: list, rank: int, k: int) -> list[_Evidence]:
-    """For the last of k >= 2 taps, when every tap so far reads one resolution: only the viable
-    candidates at another one, if there are any (deep supervision of a multi-stage network
-    should see more than one scale; Swin-S3's three deepest-stage taps were the case)."""
-    if k < 2 or rank != k - 1:
-        return viable
-    strides = {stride(arch[item.node]) for item, _ in chosen}
-    if len(strides) != 1:
-        return viable
-    # Only the strides of the model's stages count: a token-mixing transpose is not a scale.
-    others = [item for item in viable if stride(arch[item.node]) in stage_strides(arch) - strides]
-    return others or viable
+def _utility(arch: ArchGraph, item: _Evidence, position: str, rank: int, k: int) -> float:
+    """How much the ``rank``-th of ``k`` taps wants ``item``: its score, weighed by ``position``
+    and by whether every input-to-output path passes through it."""
+    attrs = arch[item.node]
+    # Side branches (a shortcut's projection) carry less than the path all data takes.
+    main_path = 1.0 if attrs["on_main_path"] else 0.8
+    return item.score * main_path * position_weight(attrs["depth"], position, rank, k)
+
+
+def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
+    """The unit of ``spacing`` in :func:`select_taps`, in layers (layer-index units, norms
+    included): the paper's "base distance", here the layers between the ends of consecutive
+    repeated blocks (the median: 4 for ResNet-18's basic blocks, 6 for a ViT block), or 1 for
+    a model without repeated blocks. ``blocks`` is :func:`repeated_blocks`, if already computed.
+
+    A spacing in layers did not bind: on ResNet-18, 1, 2 and 3 layers gave the same taps,
+    because block outputs lie 4 layers apart and one tap per block already holds them apart.
+    """
+    if blocks is None:
+        blocks = repeated_blocks(arch)
+    ends: dict[str, int] = defaultdict(int)
+    for node, block in blocks.items():
+        ends[block] = max(ends[block], arch[node]["layer_index"])
+    ordered = sorted(set(ends.values()))
+    steps = [later - earlier for earlier, later in zip(ordered, ordered[1:])]
+    return statistics.median_low(steps) if steps else 1
+
+
+def _apart(arch: ArchGraph, item: _Evidence, others: Iterable[_Evidence], layers: int,
+           blocks: dict[str, str]) -> bool:
+    """``item`` lies at least ``layers`` from every one of ``others`` and shares no repeated
+    block with them."""
+    index, block = arch[item.node]["layer_index"], blocks.get(item.node)
+    return all(abs(arch[other.node]["layer_index"] - index) >= layers
+               and (block is None or blocks.get(other.node) != block) for other in others)
+
+
+def _rivals(best: _Evidence, near: list[_Evidence]) -> list[tuple[str, float]]:
+    """The candidates ``best`` excluded, with their scores, best first."""
+    return sorted(((i.node, i.score) for i in near if i.node != best.node),
+                  key=lambda pair: -pair[1])
+
+
+def _cover_two_resolutions(arch: ArchGraph, chosen: list[_Evidence], evidence: list[_Evidence],
+                           position: str, layers: int, blocks: dict[str, str]) -> list[_Evidence]:
+    """Where every tap reads one stride but the model has stages at others, swap in the
+    candidate at another stride that costs the least utility: deep supervision of a multi-stage
+    network should see more than one scale (NesT and ViTamin put all three uniform taps in
+    their long last stage). The swapped-in candidate keeps the
+    spacing and the one-tap-per-block rule, and has a positive utility for the rank it takes,
+    so it stays in the position's window; where none does, the taps stay as they were."""
+    k = len(chosen)
+    strides = {stride(arch[item.node]) for item in chosen}
+    wanted = stage_strides(arch) - strides
+    if k < 2 or len(strides) != 1 or not wanted:
+        return chosen
+    swaps = []
+    for rank, replaced in enumerate(chosen):
+        kept = [item for item in chosen if item is not replaced]
+        for item in evidence:
+            gain = _utility(arch, item, position, rank, k)
+            if (stride(arch[item.node]) in wanted and gain > 0
+                    and _apart(arch, item, kept, layers, blocks)):
+                loss = _utility(arch, replaced, position, rank, k) - gain
+                swaps.append((loss, -gain, arch[item.node]["layer_index"], rank, item))
+    if not swaps:
+        return chosen
+    *_, rank, item = min(swaps, key=lambda swap: swap[:3])
+    replaced = chosen[rank]
+    moved = _Evidence(item.node, item.kinds, item.score, (
+        *item.reasons, f"chosen over {replaced.node} (stride {stride(arch[replaced.node])}) so "
+        f"that the taps read two resolutions"))
+    return [moved if index == rank else other for index, other in enumerate(chosen)]
 
 
 def select_taps(
@@ -200,11 +264,11 @@ def select_taps(
     candidates: Iterable[Candidate] | None = None,
     *,
     k: int = 3,
-    spacing: int = 2,
+    spacing: int = 1,
     position: str = "uniform",
     kinds: Iterable[str] | None = None,
 ) -> list[Tap]:
-    """Pick up to ``k`` taps at least ``spacing`` layers apart, favouring ``position``.
+    """Pick up to ``k`` taps at least ``spacing`` bases apart, favouring ``position``.
 
     Parameters
     ----------
@@ -215,7 +279,10 @@ def select_taps(
     k
         Number of taps wanted.
     spacing
-        Minimum distance between chosen taps in layer-index units (parametric layers).
+        Minimum distance between chosen taps in bases (:func:`base_distance`: the layers
+        between the ends of consecutive repeated blocks, so ``spacing=2`` keeps a whole block
+        between taps); 0 leaves only the one-tap-per-block rule. The default, 1, lets a
+        4-block network hold 3 taps and picks the taps of the paired-seed experiments.
     position
         ``"uniform"`` (default: the i-th of k taps favours depth (i + 0.5) / k, so the taps
         spread over the network's stages), ``"input"`` (first half, earliest favoured: the
@@ -245,7 +312,7 @@ def select_taps(
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
     if not isinstance(spacing, int) or spacing < 0:
-        raise ValueError(f"spacing must be a non-negative integer (layers); got {spacing!r}.")
+        raise ValueError(f"spacing must be a non-negative integer (bases); got {spacing!r}.")
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {', '.join(POSITIONS)}; got {position!r}.")
     if candidates is None:
@@ -255,16 +322,15 @@ def select_taps(
         candidates = [c for c in candidates if c.kind in wanted]
     evidence = merge_candidates(arch, candidates)
 
-    chosen: list[tuple[_Evidence, list[tuple[str, float]]]] = []
+    chosen: list[_Evidence] = []
+    beaten: dict[str, list[tuple[str, float]]] = {}
     remaining = list(evidence)
     blocks = repeated_blocks(arch)  # at most one tap per repeated block
+    layers = spacing * base_distance(arch, blocks)
     outside = in_a_chosen_block = 0
     for rank in range(k):
         def utility(item: _Evidence) -> float:
-            attrs = arch[item.node]
-            # Side branches (a shortcut's projection) carry less than the path all data takes.
-            main_path = 1.0 if attrs["on_main_path"] else 0.8
-            return item.score * main_path * position_weight(attrs["depth"], position, rank, k)
+            return _utility(arch, item, position, rank, k)
 
         viable = [item for item in remaining if utility(item) > 0]
         if not viable and remaining:  # the window is full: the nearest candidates complete it
@@ -273,32 +339,31 @@ def select_taps(
             outside += 1
         if not viable:
             break
-        viable = _new_resolution_for_the_last_tap(arch, viable, chosen, rank, k)
         best = max(viable, key=lambda item: (utility(item), -arch[item.node]["layer_index"]))
-        best_index = arch[best.node]["layer_index"]
-        block = blocks.get(best.node)
-        too_close = [i for i in remaining if i is best
-                     or abs(arch[i.node]["layer_index"] - best_index) < spacing]
-        same_block = [i for i in remaining if block is not None and i not in too_close
-                      and blocks.get(i.node) == block]
-        in_a_chosen_block += len(same_block)
-        near = too_close + same_block
-        beaten = sorted(
-            ((i.node, i.score) for i in near if i is not best), key=lambda pair: -pair[1]
-        )
-        chosen.append((best, beaten))
+        near = [i for i in remaining if i is best or not _apart(arch, i, [best], layers, blocks)]
+        in_a_chosen_block += sum(abs(arch[i.node]["layer_index"] - arch[best.node]["layer_index"])
+                                 >= layers for i in near if i is not best)
+        chosen.append(best)
+        beaten[best.node] = _rivals(best, near)
         remaining = [i for i in remaining if i not in near]
+    chosen = _cover_two_resolutions(arch, chosen, evidence, position, layers, blocks)
+    for item in chosen:
+        if item.node not in beaten:  # swapped in: it beat what lies near it, taps aside
+            others = [i for i in evidence if i.node not in beaten]
+            beaten[item.node] = _rivals(item, [i for i in others if not _apart(
+                arch, i, [item], layers, blocks)])
 
     low, high = WINDOWS[position]
     if outside and len(chosen) > outside and (low, high) != (0.0, 1.0):
         warnings.warn(
             f"position={position!r}: {outside} of the {len(chosen)} taps lie outside depths "
-            f"{low}-{high}, which held only {len(chosen) - outside} at spacing={spacing}.",
+            f"{low}-{high}, which held only {len(chosen) - outside} at spacing={spacing} "
+            f"({layers} layers).",
             stacklevel=2,
         )
     if len(chosen) < k:
         warnings.warn(
-            f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} and "
+            f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} ({layers} layers) and "
             f"position={position!r} ({len(evidence)} candidate nodes, "
             f"{arch.max_layer_index} layers deep). "
             + _fewer_taps_advice(spacing, position, in_a_chosen_block),
@@ -318,10 +383,10 @@ def select_taps(
             depth=round(arch[item.node]["depth"], 4),
             shape=arch[item.node]["shape"],
             reasons=item.reasons,
-            beat=tuple(beaten),
+            beat=tuple(beaten[item.node]),
             closes=closes.get(item.node),
             stride=arch[item.node]["reduction"],
         )
-        for item, beaten in chosen
+        for item in chosen
     ]
     return sorted(taps, key=lambda tap: order[tap.node])

@@ -117,8 +117,33 @@ def stride(attrs: dict[str, Any]) -> int | None:
     return None if attrs["reduction"] is None else round(attrs["reduction"])
 
 
+def input_batch(arch: ArchGraph) -> int | None:
+    """The first input's batch: its first axis, or the length of the list it is an item of."""
+    batches = arch.traced.call.batches if arch.traced is not None else {}
+    for name in arch.inputs:
+        if name in batches:
+            return batches[name]
+        if arch[name]["shape"]:
+            return arch[name]["shape"][0]
+    return None
+
+
 def stage_strides(arch: ArchGraph) -> set[int]:
-    """The strides of the model's stages (:meth:`ArchGraph.stages`) that hold more than one
-    position: an isotropic ViT or MLP-Mixer has one, whatever its transposes look like."""
+    """The feature strides at which the model has a stage: a main-path node (:meth:`ArchGraph.
+    stages`) of more than one position lies there, and two or more layers (convolutions or
+    linear layers, not norms) compute there on tensors that carry the input's batch on their
+    first axis.
+
+    A conv stem's lone strided convolution is no stage, so a hybrid whose blocks all run at one
+    stride (XCiT, a ViT on a ResNet stem) has one; an isotropic ViT or MLP-Mixer has one
+    whatever its transposes look like; layers on tensors folded into the batch axis (Swin's
+    windows, TNT's inner tokens) count for no stride.
+    """
+    batch = input_batch(arch)
+    layers: Counter[int | None] = Counter(
+        stride(attrs) for _, attrs in arch.graph.nodes(data=True)
+        if attrs["parametric"] and norm_kind(attrs) is None and attrs["value"] == "tensor"
+        and (batch is None or (attrs["shape"] or (None,))[0] == batch))
     return {stride(arch[node]) for node in arch.stages()
-            if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1}
+            if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1
+            and layers[stride(arch[node])] >= 2}

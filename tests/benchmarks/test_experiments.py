@@ -93,3 +93,34 @@ def test_the_runner_appends_one_record_per_run_and_resumes(tmp_path):
         assert run["default"] == (run["arm"] == "ce-spread-head-constant")  # the library's defaults
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "0 runs to do" in again.stdout
+
+
+def test_every_recorded_arm_ran_on_the_taps_its_options_pick_today():
+    """The records stay evidence for an arm only while its options still choose the taps the
+    runs trained on: a change to the ranker (or to what ``spacing`` counts) that moves them
+    makes the recorded runs describe another arm."""
+    import torch
+
+    import tapfinder
+    from run_experiments import ARMS, MODEL, REGIMES
+    from tapfinder.zoo import build_model
+
+    records = [json.loads(line) for path in sorted((EXPERIMENTS.parents[1] / "docs" / "results")
+                                                  .glob("*.jsonl"))
+               for line in path.read_text().splitlines() if line.strip()]
+    recorded: dict[tuple[str, int], set[tuple[str, ...]]] = {}
+    for run in records:
+        if ARMS[run["arm"]][0]["method"] == "imachsr":
+            recorded.setdefault((run["arm"], REGIMES[run["regime"]]["size"]), set()).add(
+                tuple(run["taps"]))
+    assert recorded, "no iMacHSR records found"
+    traces = {}
+    for (arm, size), taps in sorted(recorded.items()):
+        if size not in traces:
+            with torch.device("meta"):
+                model = build_model(MODEL, classes=11)
+            traces[size] = tapfinder.trace(model, (2, 3, size, size))
+        options = ARMS[arm][0]
+        chosen = tapfinder.select_taps(traces[size], k=options["k"], spacing=options["spacing"],
+                                       position=options["position"])
+        assert taps == {tuple(tap.node for tap in chosen)}, arm

@@ -5,7 +5,7 @@ import torch
 
 import tapfinder
 from tapfinder.candidates import find_candidates
-from tapfinder.rank import select_taps
+from tapfinder.rank import base_distance, select_taps
 
 tv = pytest.importorskip("torchvision.models")
 
@@ -33,12 +33,37 @@ def test_uniform_spreads_taps_over_the_depth(resnet50):
     assert depths[0] < 0.34 and 0.33 < depths[1] < 0.67 and depths[2] > 0.66
 
 
-@pytest.mark.parametrize("spacing", [1, 5, 20])
-def test_taps_respect_the_minimum_spacing(resnet50, spacing):
+@pytest.mark.parametrize("spacing", [1, 2, 5])
+def test_taps_respect_the_minimum_spacing_in_bases(resnet50, spacing):
     arch, candidates = resnet50
-    taps = select_taps(arch, candidates, k=4, spacing=spacing, position="uniform")
-    indices = [t.layer_index for t in taps]
-    assert all(b - a >= spacing for a, b in zip(indices, indices[1:]))
+    base = base_distance(arch)
+    assert base == 6  # a bottleneck block: three convolutions and their norms
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # spacing 5 (30 layers) holds fewer than 4
+        taps = select_taps(arch, candidates, k=4, spacing=spacing, position="uniform")
+    indices = sorted(t.layer_index for t in taps)
+    assert all(b - a >= spacing * base for a, b in zip(indices, indices[1:]))
+
+
+def test_spacing_binds_on_resnet18():
+    """In layers, spacing 1, 2 and 3 gave ResNet-18 the same taps: its block outputs lie 4
+    layers apart. In bases (one basic block), each spacing gives other taps."""
+    with torch.device("meta"):
+        arch = tapfinder.trace(tv.resnet18(), (1, 3, 224, 224))
+    assert base_distance(arch) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # at spacing 3 the first half holds 2 taps, not 3
+        chosen = {spacing: tuple(t.node for t in select_taps(arch, k=3, spacing=spacing,
+                                                              position="input"))
+                  for spacing in (1, 2, 3)}
+    assert len(set(chosen.values())) == 3, chosen
+    assert chosen[2] == ("relu", "layer1_1_relu_1", "layer2_1_relu_1")
+
+
+def test_a_model_without_repeated_blocks_counts_spacing_in_layers():
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU())
+    assert base_distance(tapfinder.trace(model, (1, 3, 16, 16))) == 1
 
 
 def test_taps_are_real_tensor_nodes_with_their_reported_shape(resnet50):
@@ -151,7 +176,7 @@ def test_a_full_window_is_completed_by_the_nearest_candidates_outside_it():
         vgg = torchvision.models.vgg11()
     arch = tapfinder.trace(vgg, (1, 3, 224, 224))
     with pytest.warns(UserWarning, match=r"1 of the 3 taps lie outside depths 0.0-0.5"):
-        taps = select_taps(arch, k=3, position="input")
+        taps = select_taps(arch, k=3, spacing=2, position="input")  # no blocks: 2 layers
     depths = sorted(t.depth for t in taps)
     assert len(taps) == 3 and depths[1] <= 0.5 < depths[2]
 
@@ -190,8 +215,8 @@ class _Residual(torch.nn.Module):
         return torch.relu(x + self.body(x))
 
 
-def test_the_last_tap_goes_to_another_resolution_when_one_stage_holds_most_of_the_depth():
-    """Swin-S3-like proportions: a long middle stage would take all three uniform taps."""
+def test_a_tap_moves_to_another_resolution_when_one_stage_holds_most_of_the_depth():
+    """Swin-S3-like proportions: a long early stage would take all three uniform taps."""
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
@@ -203,3 +228,43 @@ def test_the_last_tap_goes_to_another_resolution_when_one_stage_holds_most_of_th
     taps = select_taps(arch, find_candidates(arch), k=3)
     strides = [arch[tap.node]["reduction"] for tap in taps]
     assert strides[:2] == [4.0, 4.0] and strides[2] == 8.0, [(t.node, s) for t, s in zip(taps, strides)]
+
+
+def test_the_first_tap_moves_to_an_earlier_stage_when_the_last_stage_holds_most_of_the_depth():
+    """NesT- and ViTamin-like proportions: short stride-4 and stride-8 stages, then a long
+    stride-16 one. Every uniform tap falls in the last stage; the first moves to the end of the
+    stride-8 stage (it picked the stride-16 stage's first ReLU before), and says why."""
+    nn = torch.nn
+
+    def down(channels_in: int, channels_out: int, stride: int) -> list:
+        return [nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1),
+                nn.BatchNorm2d(channels_out), nn.ReLU()]
+
+    model = nn.Sequential(
+        *down(3, 8, 4), nn.Sequential(_Residual(8)),
+        *down(8, 16, 2), nn.Sequential(_Residual(16)),
+        *down(16, 32, 2), nn.Sequential(*[_Residual(32) for _ in range(16)]),
+    )
+    arch = tapfinder.trace(model, (2, 3, 64, 64))
+    taps = select_taps(arch, find_candidates(arch), k=3)
+    strides = [arch[tap.node]["reduction"] for tap in taps]
+    assert strides == [8.0, 16.0, 16.0], [(t.node, s) for t, s in zip(taps, strides)]
+    assert taps[0].closes == "7"  # the stride-8 stage's one-block Sequential
+    assert any("so that the taps read two resolutions" in reason for reason in taps[0].reasons)
+    assert tapfinder.quality.tap_quality(arch, taps).covers_resolutions
+
+
+def test_a_conv_stem_is_no_stage_to_move_a_tap_to():
+    """XCiT-like: strided convolutions down to stride 8, then every block at stride 8. The
+    stem's strides hold one layer each, so the model has one stage and the taps stay in it."""
+    from tapfinder.rules._common import stage_strides
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GELU(),
+                          nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.GELU(),
+                          nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                          nn.Sequential(*[_Residual(16) for _ in range(6)]))
+    arch = tapfinder.trace(model, (2, 3, 64, 64))
+    assert stage_strides(arch) == {8}
+    taps = select_taps(arch, find_candidates(arch), k=3)
+    assert {arch[tap.node]["reduction"] for tap in taps} == {8.0}
