@@ -14,6 +14,9 @@ and structure only (never model names):
 - **a shortcut**: the node's one consumer adds it to a branch with more layers: a residual
   block's projection shortcut (ResNet's ``downsample``) or an FPN lateral, not the block's own
   path; the sum itself is the tap;
+- **a residual branch's end**: the node's one consumer adds it to an input that passed fewer
+  layers (``x + f(x)``, ``P(x) + f(x)``): a ViT's attention or MLP output before its sum, a
+  ResNet block's last norm, an FPN's upsampled top-down map; the sum is the tap;
 - **padding**: explicit zero padding in front of a convolution (TF-"same" models such as
   EfficientNet ports): the tap would be the producer's tensor with a zero border;
 - **inside attention**: a node of the module that holds an attention core (scaled dot-product
@@ -61,6 +64,8 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     consumers = list(arch.graph.successors(node))  # a split's tuple too: it reads the node
     if len(consumers) == 1 and _is_shortcut_into(arch, node, consumers[0]):
         violations.append("a shortcut into a residual sum")
+    if len(consumers) == 1 and _is_branch_end(arch, node, consumers[0]):
+        violations.append("a residual branch's end, before its sum")
     if _is_padding(attrs):
         violations.append("zero padding in front of a layer")
     if node in interior:
@@ -82,12 +87,45 @@ def attention_interior(arch: ArchGraph) -> set[str]:
 
 def _is_shortcut_into(arch: ArchGraph, node: str, join: str) -> bool:
     """``join`` is a sum and another of its inputs passed more parametric layers than ``node``."""
-    attrs = arch[join]
-    if attrs["op"] not in ("call_function", "call_method") or attrs["target"] not in SUM_TARGETS:
+    if not _is_sum(arch[join]):
         return False
     depth = arch[node]["layer_index"]
     return any(arch[other]["layer_index"] > depth
                for other in tensor_inputs(arch, join) if other != node)
+
+
+def _is_branch_end(arch: ArchGraph, node: str, join: str) -> bool:
+    """``join`` is a sum and another of its data inputs passed fewer parametric layers than
+    ``node``: ``x + f(x)``, or a projection ``P(x) + f(x)``. A parameter (a positional
+    embedding, layer 0) is data only where it is an ancestor: the model's input itself."""
+    if not _is_sum(arch[join]):
+        return False
+    depth = arch[node]["layer_index"]
+    return any(0 < arch[other]["layer_index"] < depth
+               or (arch[other]["layer_index"] < depth and _reaches(arch, other, node))
+               for other in tensor_inputs(arch, join) if other != node)
+
+
+def _reaches(arch: ArchGraph, source: str, target: str) -> bool:
+    """Whether a path leads from ``source`` to ``target``. The search walks back from
+    ``target`` through nodes at least as deep as ``source``: layer indices never fall along an
+    edge, so no path leaves that set, and the search stays within the block."""
+    floor = arch[source]["layer_index"]
+    if floor >= arch[target]["layer_index"]:
+        return False  # a skip around no layer is no residual branch
+    stack, seen = [target], {target}
+    while stack:
+        for before in arch.graph.predecessors(stack.pop()):
+            if before == source:
+                return True
+            if before not in seen and arch[before]["layer_index"] >= floor:
+                seen.add(before)
+                stack.append(before)
+    return False
+
+
+def _is_sum(attrs: dict) -> bool:
+    return attrs["op"] in ("call_function", "call_method") and attrs["target"] in SUM_TARGETS
 
 
 def _is_padding(attrs: dict) -> bool:

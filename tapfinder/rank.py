@@ -105,8 +105,11 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
 
 def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
     """Each node's repeated block: the innermost module that is an item of a container (its path
-    ends in an index, ``layer1.0``, ``features.2``, ``blocks.3``) and holds at least two
-    convolution or linear layers. Nodes outside such blocks are absent.
+    ends in an index: ``layer1.0``, ``features.2``, ``blocks.3``) and holds at least two
+    convolution or linear layers. Outside such items, a name that ends in a number a sibling of
+    the same stem also has counts as an index (``encoder_layer_0``, ``denselayer1``): inside an
+    indexed block it does not, since there it names a part (Xception's ``stack.conv1``). Nodes
+    outside such blocks are absent.
 
     A block module that runs more than once (ALBERT applies one shared layer at every depth) is
     a block per call, ``"<path>@1"`` for the second call and so on, as fx counts calls; a graph
@@ -119,12 +122,26 @@ def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
                 layers[path] += 1
     calls = ({node.name: node.meta.get(CALL_META_KEY, {}) for node in arch.traced.graph.nodes}
              if arch.traced is not None and not arch.traced.eager else {})
+    named = _named_items(layers)
     blocks = {}
     for name, attrs in arch.graph.nodes(data=True):
         indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and layers[p] >= 2]
+        indexed = indexed or [p for p in attrs["scope"] if p in named and layers[p] >= 2]
         if indexed:
             blocks[name] = calls.get(name, {}).get(indexed[-1], indexed[-1])
     return blocks
+
+
+def _named_items(paths: Iterable[str]) -> set[str]:
+    """The module paths whose last name ends in a number that a sibling of the same stem also
+    has: ``encoder_layer_0`` beside ``encoder_layer_1`` (a lone ``conv1`` is not one)."""
+    siblings: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path in paths:
+        parent, _, last = path.rpartition(".")
+        stem = last.rstrip("0123456789")
+        if stem and stem != last:
+            siblings[parent, stem].append(path)
+    return {path for group in siblings.values() if len(group) >= 2 for path in group}
 
 
 def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> str:

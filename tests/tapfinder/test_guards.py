@@ -175,12 +175,25 @@ def test_nothing_strictly_inside_an_attention_computation_is_a_tap():
 tv = pytest.importorskip("torchvision.models")
 
 
-def test_a_projection_shortcut_is_never_a_tap_but_the_residual_branch_may_be():
+BRANCH_END = "a residual branch's end, before its sum"
+
+
+def test_neither_input_of_a_residual_sum_is_a_tap_the_sum_is():
     arch, _ = taps_and_violations(tv.resnet18(), (2, 3, 64, 64))
-    assert "a shortcut into a residual sum" in guard_violations(arch, "layer2_0_downsample_1")
-    assert "a shortcut into a residual sum" not in guard_violations(arch, "layer2_0_bn2")
-    # Before this guard, the three projection shortcuts were candidates.
-    assert not any("downsample" in node for node in candidate_nodes(arch))
+    assert guard_violations(arch, "layer2_0_downsample_1") == ["a shortcut into a residual sum"]
+    assert guard_violations(arch, "layer2_0_bn2") == [BRANCH_END]  # P(x) + f(x)
+    assert guard_violations(arch, "layer1_0_bn2") == [BRANCH_END]  # x + f(x)
+    assert guard_violations(arch, "layer1_0_relu_1") == []  # the block's output
+    # Before these guards, the projection shortcuts and the branch ends were candidates.
+    assert not any("downsample" in node or "bn2" in node for node in candidate_nodes(arch))
+
+
+def test_an_attention_branch_end_is_no_tap_but_tokens_plus_a_position_embedding_are():
+    arch, _ = taps_and_violations(tv.vit_b_16(), (2, 3, 224, 224))
+    assert guard_violations(arch, "encoder_layers_encoder_layer_0_dropout") == [BRANCH_END]
+    assert guard_violations(arch, "add_1") == []  # the attention's residual sum
+    # The position embedding is a parameter, not a skip: the tokens it is added to may be taps.
+    assert guard_violations(arch, "cat") == []
 
 
 def test_a_block_input_that_is_also_split_is_no_shortcut():

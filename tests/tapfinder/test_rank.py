@@ -268,3 +268,33 @@ def test_a_conv_stem_is_no_stage_to_move_a_tap_to():
     assert stage_strides(arch) == {8}
     taps = select_taps(arch, find_candidates(arch), k=3)
     assert {arch[tap.node]["reduction"] for tap in taps} == {8.0}
+
+
+class _Separable(torch.nn.Sequential):
+    def __init__(self, channels: int) -> None:
+        nn = torch.nn
+        super().__init__(nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                         nn.Conv2d(channels, channels, 1))
+
+
+class _XceptionLikeBlock(torch.nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.stack = torch.nn.Sequential()
+        for i in (1, 2, 3):
+            self.stack.add_module(f"conv{i}", _Separable(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.stack(x)
+
+
+def test_numbered_names_are_blocks_outside_indexed_blocks_and_parts_inside_them():
+    from tapfinder.rank import repeated_blocks
+
+    with torch.device("meta"):
+        vit = tapfinder.trace(tv.vit_b_16(), (1, 3, 224, 224))
+    assert set(repeated_blocks(vit).values()) == {
+        f"encoder.layers.encoder_layer_{i}" for i in range(12)}
+    xception = tapfinder.trace(torch.nn.Sequential(*[_XceptionLikeBlock(8) for _ in range(3)]),
+                               (2, 8, 16, 16))
+    assert set(repeated_blocks(xception).values()) == {"0", "1", "2"}
