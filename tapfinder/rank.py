@@ -23,7 +23,7 @@ from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
 from .guards import attention_interior, guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import block_outputs, norm_kind, stage_strides, stride
+from .rules._common import SCALE_TARGETS, block_outputs, norm_kind, stage_strides, stride
 from .tracer import CALL_META_KEY
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
@@ -80,8 +80,8 @@ class _Evidence:
 
 def canonical_node(arch: ArchGraph, name: str) -> str:
     """Follow a node's single tensor consumer while it keeps the shape and is an activation,
-    norm, dropout or other parameter-free step; a tuple-valued node moves to its first tensor
-    element.
+    norm, dropout or other parameter-free step (a product with a parameter, such as a layer
+    scale, included); a tuple-valued node moves to its first tensor element.
     """
     current = name
     if arch[current]["value"] != "tensor":
@@ -95,12 +95,18 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
         if len(users) != 1:
             return current
         user = arch[users[0]]
-        tensor_inputs = [p for p in arch.graph.predecessors(users[0]) if arch[p]["value"] == "tensor"]
+        tensor_inputs = [p for p in arch.graph.predecessors(users[0])
+                         if arch[p]["value"] == "tensor" and not _scale_by_parameter(arch, p, user)]
         same = user["value"] == "tensor" and user["shape"] == arch[current]["shape"]
         light = not user["parametric"] or norm_kind(user) is not None
         if not (same and light and len(tensor_inputs) == 1 and user["op"] != "output"):
             return current
         current = users[0]
+
+
+def _scale_by_parameter(arch: ArchGraph, source: str, user: dict) -> bool:
+    """``source`` is a parameter that ``user`` multiplies its input by: a layer scale's gamma."""
+    return arch[source]["op"] == "get_attr" and user["target"] in SCALE_TARGETS
 
 
 def repeated_blocks(arch: ArchGraph) -> dict[str, str]:

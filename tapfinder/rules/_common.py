@@ -11,6 +11,7 @@ import networkx as nx
 from ..graph import ArchGraph
 
 SUM_TARGETS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
+SCALE_TARGETS = ("operator.mul", "operator.imul", "torch.mul", "mul", "mul_")
 JOIN_TARGETS = (*SUM_TARGETS, "torch.cat", "torch.concat", "torch.stack", "cat", "torch.sum")
 ACTIVATION_TYPES = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU",
                     "SiLU", "Mish", "Hardswish", "Tanh", "Softplus", "QuickGELU", "GELUTanh"}

@@ -225,3 +225,28 @@ def test_at_most_one_tap_per_repeated_block(position):
     assert blocks["features_2_conv_0_2"] == blocks["features_2_conv_1_2"] == "features.2"
     chosen = [blocks.get(t.node) for t in taps]
     assert len(taps) == 3 and len(set(chosen)) == len(chosen), chosen  # was features.2 twice
+
+
+class _LayerScaledBlock(torch.nn.Module):
+    """A pre-norm MLP block with Dinov2's layer scale: ``x + gamma * fc2(act(fc1(norm(x))))``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(width), nn.Linear(width, width), nn.Linear(
+            width, width)
+        self.gamma = nn.Parameter(torch.full((width,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(torch.relu(self.fc1(self.norm(x)))) * self.gamma
+
+
+def test_a_layer_scaled_branch_end_moves_to_its_scale_and_is_no_tap():
+    from tapfinder.rank import canonical_node
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), *[_LayerScaledBlock(16) for _ in range(4)])
+    arch = tapfinder.trace(model, (2, 10, 8))
+    assert canonical_node(arch, "_1_fc2") == "mul"  # through gamma: a parameter, no second input
+    assert guard_violations(arch, "mul") == [BRANCH_END]
+    taps = tapfinder.select_taps(arch, k=3)
+    assert all(arch[tap.node]["target"] == "operator.add" for tap in taps), [t.node for t in taps]
