@@ -391,13 +391,15 @@ def _computed_from_parameters(nodes: list[fx.Node], root: nn.Module,
     convolution, as BiT's ``WeightStandardizedConv2d`` and timm's ``StdConv2d`` do)."""
     computed: set[fx.Node] = set()
     for node in nodes:  # in execution order: a node's inputs come first
+        sources = node.all_input_nodes
         if node.op == "get_attr":
-            if id(_get_attr(root, str(node.target))) in parameters:
-                computed.add(node)
-        elif node.op in ("call_function", "call_method") and node.all_input_nodes and all(
-                source in computed or source.op == "get_attr" for source in node.all_input_nodes):
-            if any(source in computed for source in node.all_input_nodes):
-                computed.add(node)
+            from_parameters = id(_get_attr(root, str(node.target))) in parameters
+        else:  # a computation on parameters and other constants (buffers), at least one parameter
+            from_parameters = node.op in ("call_function", "call_method") and any(
+                source in computed for source in sources) and all(
+                source in computed or source.op == "get_attr" for source in sources)
+        if from_parameters:
+            computed.add(node)
     return computed
 
 

@@ -108,8 +108,8 @@ def _is_branch_end(arch: ArchGraph, node: str, join: str) -> bool:
 
 def _reaches(arch: ArchGraph, source: str, target: str) -> bool:
     """Whether a path leads from ``source`` to ``target``. The search walks back from
-    ``target`` through nodes at least as deep as ``source``: layer indices never fall along an
-    edge, so no path leaves that set, and the search stays within the block."""
+    ``target`` through nodes at least as deep (in layers) as ``source`` only: layer indices
+    never fall along an edge, so every path from ``source`` stays in that set."""
     floor = arch[source]["layer_index"]
     if floor >= arch[target]["layer_index"]:
         return False  # a skip around no layer is no residual branch

@@ -219,8 +219,8 @@ def _utility(arch: ArchGraph, item: _Evidence, position: str, rank: int, k: int)
 def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
     """The unit of ``spacing`` in :func:`select_taps`, in layers (layer-index units, norms
     included): the paper's "base distance", here the layers between the ends of consecutive
-    repeated blocks (the median: 4 for ResNet-18's basic blocks, 6 for a ViT block), or 1 for
-    a model without repeated blocks. ``blocks`` is :func:`repeated_blocks`, if already computed.
+    repeated blocks (the median: 4 for ResNet-18's basic blocks, 6 for ResNet-50's bottlenecks
+    and timm's ViT blocks), or 1 for a model without repeated blocks. ``blocks`` is :func:`repeated_blocks`, if already computed.
 
     A spacing in layers did not bind: on ResNet-18, 1, 2 and 3 layers gave the same taps,
     because block outputs lie 4 layers apart and one tap per block already holds them apart.
@@ -255,9 +255,9 @@ def _cover_two_resolutions(arch: ArchGraph, chosen: list[_Evidence], evidence: l
     """Where every tap reads one stride but the model has stages at others, swap in the
     candidate at another stride that costs the least utility: deep supervision of a multi-stage
     network should see more than one scale (NesT and ViTamin put all three uniform taps in
-    their long last stage). The swapped-in candidate keeps the
-    spacing and the one-tap-per-block rule, and has a positive utility for the rank it takes,
-    so it stays in the position's window; where none does, the taps stay as they were."""
+    their long last stage). The swapped-in candidate keeps the spacing and the one-tap-per-block
+    rule, and has a positive utility for the rank it takes, so it stays in the position's
+    window; where none does, the taps stay as they were."""
     k = len(chosen)
     strides = {stride(arch[item.node]) for item in chosen}
     wanted = stage_strides(arch) - strides
