@@ -9,6 +9,7 @@ from typing import Any
 import networkx as nx
 
 from ..graph import ArchGraph
+from ..tracer import CALL_META_KEY
 
 SUM_TARGETS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
 SCALE_TARGETS = ("operator.mul", "operator.imul", "torch.mul", "mul", "mul_")
@@ -104,13 +105,36 @@ def scope_bounds(arch: ArchGraph) -> tuple[dict[str, str], dict[str, str]]:
     return first, last_tensor
 
 
+def call_outputs(arch: ArchGraph) -> dict[str, dict[str, str]]:
+    """For each block that ran more than once (ALBERT's one shared layer at every depth): the
+    last tensor node of each call, by call key as fx counts calls (``path``, ``path@1``, ...).
+    A block records two or more tensor steps per call: a ReLU module applied twice is none.
+    A graph loaded from JSON or recorded eagerly keeps no calls: nothing."""
+    if arch.traced is None or arch.traced.eager:
+        return {}
+    last: dict[str, dict[str, str]] = {}
+    steps: Counter[str] = Counter()
+    for node in arch.traced.graph.nodes:
+        if node.name in arch.graph and arch[node.name]["value"] == "tensor":
+            for path, key in node.meta.get(CALL_META_KEY, {}).items():
+                last.setdefault(path, {})[key] = node.name
+                steps[key] += 1
+    return {path: calls for path, calls in last.items()
+            if len(calls) >= 2 and all(steps[key] >= 2 for key in calls)}
+
+
 def block_outputs(arch: ArchGraph) -> dict[str, str]:
     """The output node of every block: a module whose forward records more than one tensor
-    step (a lone layer, such as a pool or an Identity, is not a block), outer modules first."""
+    step (a lone layer, such as a pool or an Identity, is not a block), outer modules first;
+    a block that ran more than once has an output per call (``path@1``, ...)."""
     steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
                     if attrs["value"] == "tensor" for path in attrs["scope"])
     _, last_tensor = scope_bounds(arch)
-    return {path: node for path, node in last_tensor.items() if steps[path] >= 2}
+    outputs = {path: node for path, node in last_tensor.items() if steps[path] >= 2}
+    for path, calls in call_outputs(arch).items():
+        if path in outputs:
+            outputs.update(calls)
+    return outputs
 
 
 def stride(attrs: dict[str, Any]) -> int | None:

@@ -6,13 +6,16 @@ from collections import defaultdict
 
 from ..candidates import Candidate, rule
 from ..graph import ArchGraph
-from ._common import is_feature, scope_bounds, size_text
+from ._common import call_outputs, is_feature, scope_bounds, size_text
 
 KIND = "stage_boundary"
 
 
-def _repeated_blocks(arch: ArchGraph) -> dict[tuple[str, str], list[str]]:
-    """(parent path, class name) -> child paths, for two or more sibling blocks of one class.
+def _repeated_blocks(arch: ArchGraph, calls: dict[str, dict[str, str]]
+                     ) -> dict[tuple[str, str], list[str]]:
+    """(parent path, class name) -> child paths, for two or more sibling blocks of one class;
+    a block that ran more than once (ALBERT's shared layer) is one group of its calls
+    (:func:`call_outputs` keys: ``path``, ``path@1``, ...).
 
     Only composite modules that ran count: those whose forward recorded nodes of submodules
     (a ``Bottleneck``, a transformer layer), not single layers such as three sibling convs.
@@ -21,7 +24,9 @@ def _repeated_blocks(arch: ArchGraph) -> dict[tuple[str, str], list[str]]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for path in sorted(ran):
         class_name = arch.module_types.get(path)
-        if class_name:
+        if class_name and path in calls:
+            groups[(path, class_name)] = list(calls[path])
+        elif class_name:
             groups[(path.rpartition(".")[0], class_name)].append(path)
     return {key: members for key, members in groups.items() if len(members) >= 2}
 
@@ -32,8 +37,11 @@ def find_stage_boundaries(arch: ArchGraph) -> list[Candidate]:
     the last main-path node before channel width or resolution changes."""
     found = []
     order = {name: i for i, name in enumerate(arch.graph)}
+    calls = call_outputs(arch)
     _, block_outputs = scope_bounds(arch)
-    for (parent, class_name), members in _repeated_blocks(arch).items():
+    for outputs_by_call in calls.values():
+        block_outputs.update(outputs_by_call)
+    for (parent, class_name), members in _repeated_blocks(arch, calls).items():
         outputs = [(block_outputs.get(path), path) for path in members]
         outputs = sorted(((o, p) for o, p in outputs if o), key=lambda item: order[item[0]])
         for index, (output, path) in enumerate(outputs, start=1):

@@ -135,6 +135,9 @@ def test_a_block_shared_across_the_depth_is_a_block_per_call():
         warnings.simplefilter("error")  # three taps fit: no shortfall warning
         taps = select_taps(arch, k=3)
     assert len({repeated_blocks(arch).get(t.node) for t in taps}) == 3
+    # Each call has its own output, which the tap closes and the quality measure counts.
+    assert [t.closes for t in taps] == ["layers.0", "layers.0@1", "layers.0@2"]
+    assert tapfinder.quality.tap_quality(arch, taps).block_outputs == 3
 
 
 def test_the_fewer_taps_warning_names_repeated_blocks_that_held_candidates_back(resnet50):
