@@ -220,7 +220,8 @@ def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
     """The unit of ``spacing`` in :func:`select_taps`, in layers (layer-index units, norms
     included): the paper's "base distance", here the layers between the ends of consecutive
     repeated blocks (the median: 4 for ResNet-18's basic blocks, 6 for ResNet-50's bottlenecks
-    and timm's ViT blocks), or 1 for a model without repeated blocks. ``blocks`` is :func:`repeated_blocks`, if already computed.
+    and timm's ViT blocks), or 1 for a model without repeated blocks. ``blocks`` is
+    :func:`repeated_blocks`, if already computed.
 
     A spacing in layers did not bind: on ResNet-18, 1, 2 and 3 layers gave the same taps,
     because block outputs lie 4 layers apart and one tap per block already holds them apart.

@@ -60,6 +60,14 @@ def test_spacing_binds_on_resnet18():
     assert chosen[2] == ("relu", "layer1_1_relu_1", "layer2_1_relu_1")
 
 
+def test_a_timm_vit_block_is_a_base_of_six_layers():
+    """The README's figure: norm, qkv, projection, norm, two MLP layers."""
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        arch = tapfinder.trace(timm.create_model("vit_tiny_patch16_224"), (1, 3, 224, 224))
+    assert base_distance(arch) == 6
+
+
 def test_a_model_without_repeated_blocks_counts_spacing_in_layers():
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU())
