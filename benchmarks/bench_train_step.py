@@ -9,6 +9,8 @@ its peak memory is its own:
   a 3x3 conv-BN-ReLU head and a 1x1 per tap, cross-entropy per tap, negative entropy);
 - ``head64-3``, ``no-ne-3``, ``head64-no-ne-3``: the defaults with heads at most 64 channels
   wide (``head_width=64``), without the negative-entropy term (``beta=0``), or both;
+- ``pointwise-no-ne-3``: without the negative-entropy term, each head's 3x3 convolution
+  replaced by a 1x1 (``adapter="pointwise"``);
 - ``floor-3``: the arithmetic the defaults cannot avoid, written by hand: the same taps read
   from the same instrumented model, the same heads, plain cross-entropy per tap against labels
   subsampled to the tap's size, no negative entropy, no checks and no logged terms. The gap
@@ -66,9 +68,12 @@ from torch.nn import functional as F
 
 CLASSES = 11
 CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "head64-3", "no-ne-3",
-                  "head64-no-ne-3", "floor-3", "ce-linear-3", "paper-3", "hooks-3"]
+                  "head64-no-ne-3", "pointwise-no-ne-3", "floor-3", "ce-linear-3", "paper-3",
+                  "hooks-3"]
 VARIANTS = {"imachsr": {}, "head64": {"head_width": 64}, "no-ne": {"beta": 0.0},
-            "head64-no-ne": {"head_width": 64, "beta": 0.0}, "ce-linear": {"adapter": "linear"},
+            "head64-no-ne": {"head_width": 64, "beta": 0.0},
+            "pointwise-no-ne": {"adapter": "pointwise", "beta": 0.0},
+            "ce-linear": {"adapter": "linear"},
             "paper": {"mi": "joint", "adapter": "linear", "position": "input",
                       "schedule": "constant"}}
 SYNC_EVENTS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::equal")
@@ -335,7 +340,7 @@ def main() -> None:
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"smp DeepLabV3Plus(resnet18), batch {arguments.batch} at {arguments.height}x"
           f"{arguments.width}, Adam, {where}, torch {torch.__version__}, median of {steps} steps")
-    header = f"{'configuration':14} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9} {'x plain':>8} " \
+    header = f"{'configuration':17} {'ms/step':>8} {'x plain':>8} {'peak MiB':>9} {'x plain':>8} " \
              f"{'ops':>6} {'+ops':>6} {'syncs':>6}"
     print(header + (f" {'cuda syncs':>10} {'GPU busy ms':>11}" if cuda else ""))
     rows: list[dict] = []
@@ -364,7 +369,7 @@ def main() -> None:
         rows.append(row)
         save()
         plain = rows[0]
-        line = (f"{name:14} {row['median_ms']:8.1f} {row['median_ms'] / plain['median_ms']:8.3f} "
+        line = (f"{name:17} {row['median_ms']:8.1f} {row['median_ms'] / plain['median_ms']:8.3f} "
                 f"{row['peak_step_bytes'] / 2**20:9.0f} "
                 f"{row['peak_step_bytes'] / max(plain['peak_step_bytes'], 1):8.3f} "
                 f"{row['operations']:6d} {row['operations'] - plain['operations']:+6d} "

@@ -15,7 +15,9 @@ auxiliary FCN head does: a 3x3 convolution, BatchNorm and ReLU for channels-firs
 layer, LayerNorm and GELU for channels-last maps and tokens. The auxiliary objective then need not
 make the tap's own features linearly class-separable. Its width is the tap's channels, at most
 ``head_width``: the 3x3 convolution's cost grows with both, and on a high-resolution tap with
-many channels it can rival the backbone's own.
+many channels it can rival the backbone's own. ``capacity="pointwise"`` is the same hidden layer
+without spatial context: a 1x1 convolution instead of the 3x3, a ninth of its arithmetic (for
+channels-last maps and tokens it is the head, whose hidden layer is already per position).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from tapfinder.tokens import token_grid
 __all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES",
            "HEAD_WIDTH"]
 
-CAPACITIES = ("linear", "head")
-HEAD_WIDTH = 256  # default hidden width of a "head" adapter: the tap's channels, at most this
+CAPACITIES = ("linear", "head", "pointwise")
+HEAD_WIDTH = 256  # default hidden width of a head: the tap's channels, at most this
 
 
 class DimensionAdapter(nn.Module):
@@ -57,17 +59,19 @@ class DimensionAdapter(nn.Module):
         self.grid = grid
         spatial_dims = {"NCL": 1, "NCHW": 2, "NCDHW": 3}.get(layout or "", 0)
         dense = bool(spatial_dims) and not pool
-        width = min(channels, head_width) if capacity == "head" else channels
+        hidden = capacity != "linear"
+        width = min(channels, head_width) if hidden else channels
         layers: list[nn.Module] = []
         if dense:
             convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
-            if capacity == "head":
+            if hidden:
                 norm = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[spatial_dims - 1]
-                layers += [convolution(channels, width, kernel_size=3, padding=1, bias=False),
-                           norm(width), nn.ReLU(inplace=True)]
+                kernel = 3 if capacity == "head" else 1
+                layers += [convolution(channels, width, kernel_size=kernel, padding=kernel // 2,
+                                       bias=False), norm(width), nn.ReLU(inplace=True)]
             layers.append(convolution(width, num_classes, kernel_size=1))
         else:
-            if capacity == "head":
+            if hidden:
                 layers += [nn.Linear(channels, width), nn.LayerNorm(width), nn.GELU()]
             layers.append(nn.Linear(width, num_classes))
         nn.init.zeros_(layers[-1].bias)
@@ -101,8 +105,9 @@ def build_adapters(
     capacity: str = "linear", head_width: int = HEAD_WIDTH,
 ) -> nn.ModuleDict:
     """One :class:`DimensionAdapter` per tap, keyed by :func:`adapter_key`, from the traced shapes;
-    ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer) or ``"head"`` (a hidden
-    layer of the tap's channels, at most ``head_width``, first).
+    ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer), ``"head"`` (a hidden
+    layer of the tap's channels, at most ``head_width``, first) or ``"pointwise"`` (the same
+    hidden layer through a 1x1 convolution).
 
     Raises
     ------

@@ -135,11 +135,13 @@ class IMacHSR(nn.Module):
         Validation mIoU did not separate the two (docs/results-2026-cpu-ablations.md) and
         ``"feature"`` costs half as much per tap.
     adapter
-        ``"head"`` (default: 3x3 conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head) or
-        ``"linear"`` (a 1x1 convolution: the paper's dimension adapter, 1.2-5.4 mIoU points
-        worse than heads in the measurements), see :mod:`imachsr.adapters`.
+        ``"head"`` (default: 3x3 conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head),
+        ``"pointwise"`` (the same with a 1x1 convolution in place of the 3x3: a ninth of its
+        arithmetic) or ``"linear"`` (a 1x1 convolution: the paper's dimension adapter, 1.2-5.4
+        mIoU points worse than heads in the measurements), see :mod:`imachsr.adapters`.
     head_width
-        Hidden channels of a ``"head"`` adapter: the tap's channels, at most this. A 3x3
+        Hidden channels of a ``"head"`` or ``"pointwise"`` adapter: the tap's channels, at most
+        this. A 3x3
         convolution from a wide, high-resolution tap costs as much as a backbone stage; a
         narrower head costs less (``benchmarks/bench_train_step.py``), but 64 lost most of the
         heads' gain in the measurements (2.4-2.6 validation mIoU points below 256).

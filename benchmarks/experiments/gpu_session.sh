@@ -5,12 +5,13 @@
 # those files with the new runs appended, $OUT/bench96.json and bench512.json the benchmark rows,
 # $OUT/log.txt everything printed. What to run comes from the environment (defaults below).
 set -u
-ARMS=${ARMS:-ce-spread-head-constant-no-ne}  # the next experiment (docs/results.md)
+# The next experiment (docs/results.md): beta 0 with constant weights, and pointwise heads.
+ARMS=${ARMS:-ce-spread-head-constant-no-ne,ce-spread-pointwise-constant-no-ne}
 REGIMES=${REGIMES:-digits96,digits96-lowdata}
-RUNS_LIMIT=${RUNS_LIMIT:-200}  # seconds for the runs; none starts that would not end in time
-BENCH96=${BENCH96:-plain,imachsr-3,no-ne-3,floor-3}
-BENCH512=${BENCH512:-plain,imachsr-3,no-ne-3,floor-3}
-REPEATS96=${REPEATS96:-3}  # the 96x96 step is launch-bound: its time varies between processes
+RUNS_LIMIT=${RUNS_LIMIT:-250}  # seconds for the runs; none starts that would not end in time
+BENCH96=${BENCH96:-plain,imachsr-3,no-ne-3,pointwise-no-ne-3}
+BENCH512=${BENCH512:-plain,imachsr-3,no-ne-3,pointwise-no-ne-3,floor-3}
+REPEATS96=${REPEATS96:-2}  # the 96x96 step is launch-bound: its time varies between processes
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -23,6 +24,6 @@ timeout "$RUNS_LIMIT" python3 benchmarks/experiments/run_experiments.py --regime
 echo "runs done at ${SECONDS}s"
 timeout 120 python3 benchmarks/bench_train_step.py --batch 8 --height 512 --width 512 \
   --configurations "$BENCH512" --json "$OUT/bench512.json"
-timeout 200 python3 benchmarks/bench_train_step.py --batch 16 --height 96 --width 96 \
+timeout 150 python3 benchmarks/bench_train_step.py --batch 16 --height 96 --width 96 \
   --configurations "$BENCH96" --repeats "$REPEATS96" --json "$OUT/bench96.json"
 echo "session done at ${SECONDS}s"

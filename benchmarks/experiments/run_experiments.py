@@ -76,6 +76,11 @@ ARMS: dict[str, tuple[dict, str]] = {
     "ce-spread-head-constant": (
         {**PAPER, "mi": "ce", "position": "uniform", "adapter": "head", "schedule": "constant"},
         "as `ce-spread-head-decay` with alpha and beta held constant."),
+    "ce-spread-pointwise-constant-no-ne": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "pointwise",
+         "schedule": "constant", "beta": 0.0},
+        "as `ce-spread-head-constant-no-ne` with each head's 3x3 convolution replaced by a 1x1 "
+        "(`adapter='pointwise'`): as wide, a ninth of the arithmetic."),
 }
 
 

@@ -81,6 +81,28 @@ def test_head_adapters_give_the_same_logits_shape_through_a_hidden_layer(layout,
     assert torch.equal(adapter.project[-1].bias, torch.zeros(3))
 
 
+@pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
+def test_pointwise_adapters_are_heads_with_a_1x1_hidden_convolution(layout, shape, expected):
+    torch.manual_seed(0)
+    pointwise = DimensionAdapter(layout, 8, 3, capacity="pointwise", head_width=4)
+    torch.manual_seed(0)
+    head = DimensionAdapter(layout, 8, 3, capacity="head", head_width=4)
+    features = torch.randn(shape)
+    assert pointwise(features).shape == expected
+    if not layout.startswith("NC"):  # a token's or channels-last head is already per position
+        assert torch.equal(pointwise(features), head(features))
+        return
+    assert [type(m) for m in pointwise.project] == [type(m) for m in head.project]
+    assert pointwise.project[0].kernel_size == (1,) * (len(shape) - 2)
+    assert pointwise.project[0].out_channels == 4
+    # The hidden value at a position depends on that position's channels alone.
+    others_zeroed = features.clone()
+    others_zeroed.view(*shape[:2], -1)[..., 1:] = 0
+    hidden = pointwise.project[:2].eval()
+    assert torch.allclose(hidden(others_zeroed).view(shape[0], 4, -1)[..., 0],
+                          hidden(features).view(shape[0], 4, -1)[..., 0])
+
+
 def test_head_width_is_the_taps_channels_capped_at_256():
     assert DimensionAdapter("NCHW", 64, 3, capacity="head").project[0].out_channels == 64
     assert DimensionAdapter("NCHW", 1024, 3, capacity="head").project[0].out_channels == 256
@@ -97,5 +119,5 @@ def test_head_width_sets_the_cap_for_maps_and_tokens():
 
 
 def test_an_unknown_capacity_is_refused():
-    with pytest.raises(ValueError, match="capacity must be one of linear, head"):
+    with pytest.raises(ValueError, match="capacity must be one of linear, head, pointwise"):
         DimensionAdapter("NCHW", 8, 3, capacity="mlp")
