@@ -9,8 +9,9 @@ its peak memory is its own:
   a 3x3 conv-BN-ReLU head and a 1x1 per tap, cross-entropy per tap, negative entropy);
 - ``head64-3``, ``no-ne-3``, ``head64-no-ne-3``: the defaults with heads at most 64 channels
   wide (``head_width=64``), without the negative-entropy term (``beta=0``), or both;
-- ``pointwise-no-ne-3``: without the negative-entropy term, each head's 3x3 convolution
-  replaced by a 1x1 (``adapter="pointwise"``);
+- ``pointwise-no-ne-3``, ``separable-no-ne-3``: without the negative-entropy term, each head's
+  3x3 convolution replaced by a 1x1 (``adapter="pointwise"``) or by a depthwise 3x3 and a 1x1
+  (``adapter="separable"``);
 - ``floor-3``: the arithmetic the defaults cannot avoid, written by hand: the same taps read
   from the same instrumented model, the same heads, plain cross-entropy per tap against labels
   subsampled to the tap's size, no negative entropy, no checks and no logged terms. The gap
@@ -68,11 +69,12 @@ from torch.nn import functional as F
 
 CLASSES = 11
 CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "head64-3", "no-ne-3",
-                  "head64-no-ne-3", "pointwise-no-ne-3", "floor-3", "ce-linear-3", "paper-3",
-                  "hooks-3"]
+                  "head64-no-ne-3", "pointwise-no-ne-3", "separable-no-ne-3", "floor-3",
+                  "ce-linear-3", "paper-3", "hooks-3"]
 VARIANTS = {"imachsr": {}, "head64": {"head_width": 64}, "no-ne": {"beta": 0.0},
             "head64-no-ne": {"head_width": 64, "beta": 0.0},
             "pointwise-no-ne": {"adapter": "pointwise", "beta": 0.0},
+            "separable-no-ne": {"adapter": "separable", "beta": 0.0},
             "ce-linear": {"adapter": "linear"},
             "paper": {"mi": "joint", "adapter": "linear", "position": "input",
                       "schedule": "constant"}}

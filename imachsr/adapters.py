@@ -15,9 +15,14 @@ auxiliary FCN head does: a 3x3 convolution, BatchNorm and ReLU for channels-firs
 layer, LayerNorm and GELU for channels-last maps and tokens. The auxiliary objective then need not
 make the tap's own features linearly class-separable. Its width is the tap's channels, at most
 ``head_width``: the 3x3 convolution's cost grows with both, and on a high-resolution tap with
-many channels it can rival the backbone's own. ``capacity="pointwise"`` is the same hidden layer
-without spatial context: a 1x1 convolution instead of the 3x3, a ninth of its arithmetic (for
-channels-last maps and tokens it is the head, whose hidden layer is already per position).
+many channels it can rival the backbone's own. Two cheaper hidden layers for channels-first maps
+(for channels-last maps and tokens both are the head, whose hidden layer is already per
+position):
+
+- ``capacity="pointwise"``: a 1x1 convolution instead of the 3x3, a ninth of its arithmetic and
+  no spatial context;
+- ``capacity="separable"``: a depthwise 3x3 convolution, then the 1x1: the 3x3's spatial context
+  at about the 1x1's arithmetic (MobileNet's separable convolution).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from tapfinder.tokens import token_grid
 __all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES",
            "HEAD_WIDTH"]
 
-CAPACITIES = ("linear", "head", "pointwise")
+CAPACITIES = ("linear", "head", "pointwise", "separable")
 HEAD_WIDTH = 256  # default hidden width of a head: the tap's channels, at most this
 
 
@@ -66,6 +71,9 @@ class DimensionAdapter(nn.Module):
             convolution = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
             if hidden:
                 norm = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[spatial_dims - 1]
+                if capacity == "separable":
+                    layers.append(convolution(channels, channels, kernel_size=3, padding=1,
+                                              groups=channels, bias=False))
                 kernel = 3 if capacity == "head" else 1
                 layers += [convolution(channels, width, kernel_size=kernel, padding=kernel // 2,
                                        bias=False), norm(width), nn.ReLU(inplace=True)]
@@ -106,8 +114,9 @@ def build_adapters(
 ) -> nn.ModuleDict:
     """One :class:`DimensionAdapter` per tap, keyed by :func:`adapter_key`, from the traced shapes;
     ``capacity`` is ``"linear"`` (a 1x1 convolution or linear layer), ``"head"`` (a hidden
-    layer of the tap's channels, at most ``head_width``, first) or ``"pointwise"`` (the same
-    hidden layer through a 1x1 convolution).
+    layer of the tap's channels, at most ``head_width``, first), ``"pointwise"`` (the same
+    hidden layer through a 1x1 convolution) or ``"separable"`` (through a depthwise 3x3
+    convolution and a 1x1).
 
     Raises
     ------

@@ -81,6 +81,12 @@ ARMS: dict[str, tuple[dict, str]] = {
          "schedule": "constant", "beta": 0.0},
         "as `ce-spread-head-constant-no-ne` with each head's 3x3 convolution replaced by a 1x1 "
         "(`adapter='pointwise'`): as wide, a ninth of the arithmetic."),
+    "ce-spread-separable-constant-no-ne": (
+        {**PAPER, "mi": "ce", "position": "uniform", "adapter": "separable",
+         "schedule": "constant", "beta": 0.0},
+        "as `ce-spread-head-constant-no-ne` with each head's 3x3 convolution replaced by a "
+        "depthwise 3x3 and a 1x1 (`adapter='separable'`): the same reach, about a ninth of the "
+        "arithmetic."),
 }
 
 

@@ -103,6 +103,24 @@ def test_pointwise_adapters_are_heads_with_a_1x1_hidden_convolution(layout, shap
                           hidden(features).view(shape[0], 4, -1)[..., 0])
 
 
+@pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
+def test_separable_adapters_put_a_depthwise_3x3_before_the_pointwise_hidden_layer(
+        layout, shape, expected):
+    torch.manual_seed(0)
+    separable = DimensionAdapter(layout, 8, 3, capacity="separable", head_width=4)
+    torch.manual_seed(0)
+    head = DimensionAdapter(layout, 8, 3, capacity="head", head_width=4)
+    features = torch.randn(shape)
+    assert separable(features).shape == expected
+    if not layout.startswith("NC"):
+        assert torch.equal(separable(features), head(features))
+        return
+    depthwise, pointwise = separable.project[:2]
+    assert (depthwise.kernel_size, depthwise.groups) == ((3,) * (len(shape) - 2), 8)
+    assert (pointwise.kernel_size, pointwise.out_channels) == ((1,) * (len(shape) - 2), 4)
+    assert [type(m) for m in separable.project[1:]] == [type(m) for m in head.project]
+
+
 def test_head_width_is_the_taps_channels_capped_at_256():
     assert DimensionAdapter("NCHW", 64, 3, capacity="head").project[0].out_channels == 64
     assert DimensionAdapter("NCHW", 1024, 3, capacity="head").project[0].out_channels == 256
@@ -119,5 +137,5 @@ def test_head_width_sets_the_cap_for_maps_and_tokens():
 
 
 def test_an_unknown_capacity_is_refused():
-    with pytest.raises(ValueError, match="capacity must be one of linear, head, pointwise"):
+    with pytest.raises(ValueError, match="capacity must be one of linear, head, pointwise, separable"):
         DimensionAdapter("NCHW", 8, 3, capacity="mlp")
