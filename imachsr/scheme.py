@@ -120,9 +120,10 @@ class IMacHSR(nn.Module):
         ``"central"`` or ``"output"``.
     alpha, beta
         Weights of each tap's MI loss and negative-entropy term: one number or one per tap.
-        ``beta=0`` drops the negative-entropy term, which measured no different from 0.01 (with
-        decayed weights, -0.0 [-0.8, +0.8] validation mIoU) and costs 3-4 ms of GPU time per
-        step on smp DeepLabV3Plus(resnet18) (``benchmarks/bench_train_step.py``).
+        ``beta=0`` (default) leaves the negative-entropy term out: 0.01 measured no better
+        (validation mIoU +0.3 [-0.5, +1.0] and +0.3 [-0.7, +1.3] for ``beta=0`` with constant
+        weights, docs/results.md) and cost 2-8 ms of GPU time per step on smp
+        DeepLabV3Plus(resnet18) (``benchmarks/bench_train_step.py``).
     mi
         ``"ce"`` (default: the same cross-entropy as the output, per tap: classic deep
         supervision), ``"joint"`` (the paper's heterogeneous image-wise MI) or ``"variational"``
@@ -175,7 +176,7 @@ class IMacHSR(nn.Module):
         spacing: int = 1,
         position: str = "uniform",
         alpha: float | Sequence[float] = 0.4,
-        beta: float | Sequence[float] = 0.01,
+        beta: float | Sequence[float] = 0.0,
         mi: str = "ce",
         normalize_mi: bool = False,
         ne_on: str = "features",

@@ -73,7 +73,7 @@ class TrainConfig:
     schedule: str = "constant"
     normalize_weights: bool = False
     alpha: float = 0.4
-    beta: float = 0.01
+    beta: float = 0.0
     epochs: int = 8
     batch_size: int = 8
     lr: float = 2e-3
@@ -363,7 +363,8 @@ def describe_run(config: TrainConfig, taps: Sequence[str]) -> str:
     if config.method == "plain":
         return f"[{arm_name(config)}] {where}: output cross-entropy only"
     return (f"[{arm_name(config)}] {where}: {len(taps)} taps ({', '.join(taps)}), "
-            f"{config.mi} per tap through {config.adapter} adapters, {config.schedule} weights")
+            f"{config.mi} per tap through {config.adapter} adapters, {config.schedule} weights"
+            + (f", negative entropy at beta {config.beta}" if config.beta else ""))
 
 
 def epoch_line(record: dict, epochs: int, elapsed: float, per_epoch: float) -> str:
@@ -493,7 +494,7 @@ def _parser() -> argparse.ArgumentParser:
     scheme.add_argument("--alpha", type=float, default=defaults.alpha,
                         help="weight of each tap's term")
     scheme.add_argument("--beta", type=float, default=defaults.beta,
-                        help="weight of each tap's negative-entropy regulariser")
+                        help="weight of each tap's negative-entropy regulariser (0: none)")
     scheme.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
                         help="compare taps with labels at the label size or at the tap's size")
     training = parser.add_argument_group("training")

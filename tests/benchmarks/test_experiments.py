@@ -80,17 +80,17 @@ def test_a_later_record_of_the_same_run_replaces_the_earlier(tmp_path):
 
 def test_the_runner_appends_one_record_per_run_and_resumes(tmp_path):
     command = [sys.executable, str(EXPERIMENTS / "run_experiments.py"), "--smoke",
-               "--regimes", "digits96", "--arms", "output-only,ce-spread-head-constant",
+               "--regimes", "digits96", "--arms", "output-only,ce-spread-head-constant-no-ne",
                "--seeds", "0", "--workers", "2", "--records", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "digits96.jsonl").read_text().splitlines()]
-    assert {r["arm"] for r in records} == {"output-only", "ce-spread-head-constant"}
+    assert {r["arm"] for r in records} == {"output-only", "ce-spread-head-constant-no-ne"}
     for run in records:
         assert {"regime", "arm", "seed", "default", "baseline", "test", "val"} <= run.keys()
         assert 0.0 <= run["test"]["mIoU"] <= 1.0 and len(run["val"]) == 2
         assert run["baseline"] == (run["arm"] == "output-only")
-        assert run["default"] == (run["arm"] == "ce-spread-head-constant")  # the library's defaults
+        assert run["default"] == (run["arm"] == "ce-spread-head-constant-no-ne")  # the defaults
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert "0 runs to do" in again.stdout
 

@@ -115,7 +115,7 @@ def test_train_help_gives_every_option_its_default(capsys):
     assert "which a mirror changes) --train-length" in text  # no "(default: None)" for --flip
     for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
                   "(default: head)", "(default: 256)", "(default: constant)", "(default: 0.4)",
-                  "(default: 0.01)", "(default: 8)",
+                  "(default: 0.0)", "(default: 8)",
                   "(default: 0.002)", "(default: runs/imachsr)"):
         assert shown in text
 
@@ -178,3 +178,12 @@ def test_the_loss_figure_keeps_objectives_apart_and_epochs_whole():
         for axis in figure.axes:
             ticks = [t for t in axis.get_xticks() if 1 <= t <= 3]
             assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_a_run_names_its_negative_entropy_only_when_it_has_one():
+    from imachsr.train import TrainConfig, describe_run
+
+    taps = ["layer1", "layer3"]
+    assert "negative entropy" not in describe_run(TrainConfig(), taps)
+    assert describe_run(TrainConfig(beta=0.01), taps).endswith(
+        "constant weights, negative entropy at beta 0.01")
