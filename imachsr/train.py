@@ -446,7 +446,7 @@ def comparison_verdict(plain: RunResult, scheme: RunResult) -> str:
     return (f"iMacHSR scored {abs(difference):.1f} mIoU points {side} output-only on this seed "
             f"({plain.config['seed']}). Runs of one seed differ by a few points by chance, so one "
             "seed does not decide which is better; over 8 paired seeds (docs/results.md) the "
-            "defaults scored 4.0 to 4.9 points above output-only, the larger gain with less "
+            "defaults scored 4.3 to 4.8 points above output-only, the larger gain with less "
             "training data.")
 
 

@@ -124,3 +124,24 @@ def test_every_recorded_arm_ran_on_the_taps_its_options_pick_today():
         chosen = tapfinder.select_taps(traces[size], k=options["k"], spacing=options["spacing"],
                                        position=options["position"])
         assert taps == {tuple(tap.node for tap in chosen)}, arm
+
+
+def test_the_gain_quoted_to_users_is_the_recorded_gain_of_the_defaults():
+    """``imachsr train --compare`` and the README quote the default arm's mean test gain over
+    output-only in each regime; they must follow the records when the default changes."""
+    from report import current_default_arm
+
+    from imachsr.train import RunResult, comparison_verdict
+
+    default = current_default_arm()
+    gains = []
+    for records in load_records(EXPERIMENTS.parents[1] / "docs" / "results").values():
+        baseline = {r["seed"]: r["test"]["mIoU"] for r in records if r["baseline"]}
+        arm = sorted((r["seed"], r["test"]["mIoU"]) for r in records if r["arm"] == default)
+        gains.append(paired_difference([m * 100 for _, m in arm],
+                                       [baseline[s] * 100 for s, _ in arm]).mean)
+    low, high = f"{min(gains):.1f}", f"{max(gains):.1f}"
+    seed = RunResult({"seed": 0}, test={"mIoU": 0.5})
+    assert f"scored {low} to {high} points above output-only" in comparison_verdict(seed, seed)
+    readme = " ".join((EXPERIMENTS.parents[1] / "README.md").read_text().split())
+    assert f"measure the defaults at +{low} and +{high} test mIoU" in readme
