@@ -81,44 +81,37 @@ def test_head_adapters_give_the_same_logits_shape_through_a_hidden_layer(layout,
     assert torch.equal(adapter.project[-1].bias, torch.zeros(3))
 
 
+@pytest.mark.parametrize("capacity", ["pointwise", "separable"])
 @pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
-def test_pointwise_adapters_are_heads_with_a_1x1_hidden_convolution(layout, shape, expected):
+def test_cheaper_heads_change_a_maps_hidden_convolution_alone(capacity, layout, shape, expected):
     torch.manual_seed(0)
-    pointwise = DimensionAdapter(layout, 8, 3, capacity="pointwise", head_width=4)
+    cheaper = DimensionAdapter(layout, 8, 3, capacity=capacity, head_width=4)
     torch.manual_seed(0)
     head = DimensionAdapter(layout, 8, 3, capacity="head", head_width=4)
     features = torch.randn(shape)
-    assert pointwise(features).shape == expected
-    if not layout.startswith("NC"):  # a token's or channels-last head is already per position
-        assert torch.equal(pointwise(features), head(features))
-        return
-    assert [type(m) for m in pointwise.project] == [type(m) for m in head.project]
-    assert pointwise.project[0].kernel_size == (1,) * (len(shape) - 2)
-    assert pointwise.project[0].out_channels == 4
-    # The hidden value at a position depends on that position's channels alone.
+    assert cheaper(features).shape == expected
+    if layout.startswith("NC"):  # BN, ReLU and the 1x1 to classes follow, as in the head
+        assert [type(m) for m in cheaper.project[-4:]] == [type(m) for m in head.project]
+        assert cheaper.project[-4].kernel_size == (1,) * (len(shape) - 2)
+        assert cheaper.project[-4].out_channels == 4
+    else:  # a token's or channels-last head is already per position
+        assert torch.equal(cheaper(features), head(features))
+
+
+def test_a_pointwise_heads_hidden_value_at_a_position_reads_that_position_alone():
+    features = torch.randn(2, 8, 5, 6)
     others_zeroed = features.clone()
-    others_zeroed.view(*shape[:2], -1)[..., 1:] = 0
-    hidden = pointwise.project[:2].eval()
-    assert torch.allclose(hidden(others_zeroed).view(shape[0], 4, -1)[..., 0],
-                          hidden(features).view(shape[0], 4, -1)[..., 0])
+    others_zeroed.view(2, 8, -1)[..., 1:] = 0
+    for capacity, local in (("pointwise", True), ("head", False)):
+        hidden = DimensionAdapter("NCHW", 8, 3, capacity=capacity).project[:2].eval()
+        same = torch.allclose(hidden(others_zeroed).view(2, 8, -1)[..., 0],
+                              hidden(features).view(2, 8, -1)[..., 0])
+        assert same == local
 
 
-@pytest.mark.parametrize("layout, shape, expected", DENSE_SHAPES)
-def test_separable_adapters_put_a_depthwise_3x3_before_the_pointwise_hidden_layer(
-        layout, shape, expected):
-    torch.manual_seed(0)
-    separable = DimensionAdapter(layout, 8, 3, capacity="separable", head_width=4)
-    torch.manual_seed(0)
-    head = DimensionAdapter(layout, 8, 3, capacity="head", head_width=4)
-    features = torch.randn(shape)
-    assert separable(features).shape == expected
-    if not layout.startswith("NC"):
-        assert torch.equal(separable(features), head(features))
-        return
-    depthwise, pointwise = separable.project[:2]
-    assert (depthwise.kernel_size, depthwise.groups) == ((3,) * (len(shape) - 2), 8)
-    assert (pointwise.kernel_size, pointwise.out_channels) == ((1,) * (len(shape) - 2), 4)
-    assert [type(m) for m in separable.project[1:]] == [type(m) for m in head.project]
+def test_a_separable_head_starts_with_a_depthwise_3x3():
+    depthwise = DimensionAdapter("NCHW", 8, 3, capacity="separable").project[0]
+    assert (depthwise.kernel_size, depthwise.groups, depthwise.out_channels) == ((3, 3), 8, 8)
 
 
 def test_head_width_is_the_taps_channels_capped_at_256():
