@@ -137,15 +137,17 @@ class IMacHSR(nn.Module):
         ``"feature"`` costs half as much per tap.
     adapter
         ``"head"`` (default: 3x3 conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head),
-        ``"pointwise"`` (the same with a 1x1 convolution in place of the 3x3: a ninth of its
-        arithmetic) or ``"linear"`` (a 1x1 convolution: the paper's dimension adapter, 1.2-5.4
-        mIoU points worse than heads in the measurements), see :mod:`imachsr.adapters`.
+        ``"pointwise"`` or ``"separable"`` (the head with a 1x1, or a depthwise 3x3 and a 1x1,
+        in place of its 3x3: about a ninth of the arithmetic, and 2.3-4.5 validation mIoU
+        points below the head in the measurements) or ``"linear"`` (a 1x1 convolution: the
+        paper's dimension adapter, 1.2-5.4 mIoU points worse than heads), see
+        :mod:`imachsr.adapters`.
     head_width
-        Hidden channels of a ``"head"`` or ``"pointwise"`` adapter: the tap's channels, at most
-        this. A 3x3
-        convolution from a wide, high-resolution tap costs as much as a backbone stage; a
-        narrower head costs less (``benchmarks/bench_train_step.py``), but 64 lost most of the
-        heads' gain in the measurements (2.4-2.6 validation mIoU points below 256).
+        Hidden channels of a ``"head"``, ``"pointwise"`` or ``"separable"`` adapter: the tap's
+        channels, at most this. A 3x3 convolution from a wide, high-resolution tap costs as much
+        as a backbone stage; a narrower head costs less (``benchmarks/bench_train_step.py``), but
+        64 lost most of the heads' gain in the measurements (2.4-2.6 validation mIoU points
+        below 256).
     schedule
         ``"constant"`` (default), ``"linear"`` or ``"cosine"``: the factor on every ``alpha``
         and ``beta`` as training progresses (:mod:`imachsr.weighting`); the decaying ones reach

@@ -484,7 +484,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="the term on each tap: ce (cross-entropy), or the paper's mutual "
                         "information (joint, variational)")
     scheme.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
-                        help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1")
+                        help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1; "
+                        "pointwise, separable: the head with a 1x1, or a depthwise 3x3 and a 1x1, "
+                        "for its 3x3 (cheaper, and they scored lower)")
     scheme.add_argument("--head-width", type=int, default=defaults.head_width,
                         help="hidden channels of a head adapter (the tap's channels, at most this)")
     scheme.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
