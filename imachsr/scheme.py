@@ -122,7 +122,7 @@ class IMacHSR(nn.Module):
         Weights of each tap's MI loss and negative-entropy term: one number or one per tap.
         ``beta=0`` (default) leaves the negative-entropy term out: 0.01 measured no better
         (validation mIoU +0.3 [-0.5, +1.0] and +0.3 [-0.7, +1.3] for ``beta=0`` with constant
-        weights, docs/results.md) and cost 2-8 ms of GPU time per step on smp
+        weights, docs/results.md) and cost 2-8 ms per step on an H100 with smp
         DeepLabV3Plus(resnet18) (``benchmarks/bench_train_step.py``).
     mi
         ``"ce"`` (default: the same cross-entropy as the output, per tap: classic deep
