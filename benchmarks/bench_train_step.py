@@ -127,7 +127,7 @@ class HandWrittenFloor(nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=shape, beta=0.0)
-        self.model, self.adapters = model, scheme.adapters
+        self.model, self.adapters, self.alpha = model, scheme.adapters, scheme.alpha
         self.tapped, self.taps = scheme.tapped, scheme.taps
 
     def forward(self, x: torch.Tensor, y: torch.Tensor):
@@ -136,11 +136,11 @@ class HandWrittenFloor(nn.Module):
 
         logits, features = self.tapped(x)
         loss = F.cross_entropy(logits, y, ignore_index=255)
-        for name in self.taps:
+        for name, alpha in zip(self.taps, self.alpha):
             tap_logits = self.adapters[adapter_key(name)](features[name])
             stride = y.shape[-1] // tap_logits.shape[-1]
-            loss = loss + 0.4 * F.cross_entropy(tap_logits, y[:, ::stride, ::stride],
-                                                ignore_index=255)  # the default alpha
+            loss = loss + alpha * F.cross_entropy(tap_logits, y[:, ::stride, ::stride],
+                                                  ignore_index=255)
         return SchemeOutput(loss, {"loss": loss}, logits)
 
 

@@ -105,11 +105,9 @@ def test_every_recorded_arm_ran_on_the_taps_its_options_pick_today():
     from run_experiments import ARMS, MODEL, REGIMES
     from tapfinder.zoo import build_model
 
-    records = [json.loads(line) for path in sorted((EXPERIMENTS.parents[1] / "docs" / "results")
-                                                  .glob("*.jsonl"))
-               for line in path.read_text().splitlines() if line.strip()]
+    regimes = load_records(EXPERIMENTS.parents[1] / "docs" / "results")
     recorded: dict[tuple[str, int], set[tuple[str, ...]]] = {}
-    for run in records:
+    for run in (run for records in regimes.values() for run in records):
         if ARMS[run["arm"]][0]["method"] == "imachsr":
             recorded.setdefault((run["arm"], REGIMES[run["regime"]]["size"]), set()).add(
                 tuple(run["taps"]))
