@@ -111,6 +111,12 @@ class ArchGraph:
     def max_layer_index(self) -> int:
         return max((a["layer_index"] for _, a in self.graph.nodes(data=True)), default=0)
 
+    @cached_property
+    def dominators(self) -> dict[str, str | None]:
+        """Each node's immediate dominator on the data flowing from the inputs
+        (:func:`data_flow_dominators`); computed once, on first use."""
+        return data_flow_dominators(self.graph, self.inputs)
+
     def stages(self) -> list[str]:
         """The last main-path node at each feature stride, in order (timm's rule for stage taps).
 
@@ -480,28 +486,34 @@ def _add_layer_index(graph: nx.DiGraph) -> None:
 
 
 def _add_main_path(graph: nx.DiGraph, input_names: tuple[str, ...], output_name: str) -> None:
-    """Mark the nodes that dominate the output when paths start at the model's inputs.
+    """Mark the nodes that dominate the output when paths start at the model's inputs."""
+    dominators = data_flow_dominators(graph, input_names)
+    main_path = set()
+    node = output_name if output_name in dominators else None
+    while node is not None:
+        main_path.add(node)
+        node = dominators[node]
+    for name, attrs in graph.nodes(data=True):
+        attrs["on_main_path"] = name in main_path
+
+
+def data_flow_dominators(graph: nx.DiGraph, input_names: tuple[str, ...]) -> dict[str, str | None]:
+    """Each node's immediate dominator when paths start at the model's inputs (``None`` for the
+    inputs themselves); nodes no input reaches are absent.
 
     Paths from parameters and constants (a class token, a positional embedding) do not count,
     nor paths through sizes (``x.shape`` feeding a final ``interpolate``): they are not the data
-    flowing through the network.
+    flowing through the network. The output node counts whatever it returns.
     """
     source = object()  # a virtual node joining all inputs, so one dominator tree covers them
-    flow = nx.DiGraph(
-        graph.subgraph(
-            n for n, a in graph.nodes(data=True) if carries_tensors(a) or n == output_name
-        )
-    )
+    flow = nx.DiGraph(graph.subgraph(
+        n for n, a in graph.nodes(data=True) if carries_tensors(a) or a["op"] == "output"))
     flow.add_edges_from((source, name) for name in input_names if name in flow)
-    main_path = set()
-    if input_names and output_name in nx.descendants(flow, source):
-        dominators = nx.immediate_dominators(flow, source)
-        node = output_name
-        while node is not source:
-            main_path.add(node)
-            node = dominators[node]
-    for name, attrs in graph.nodes(data=True):
-        attrs["on_main_path"] = name in main_path
+    if not input_names:
+        return {}
+    dominators = nx.immediate_dominators(flow, source)
+    return {node: (None if parent is source else parent)
+            for node, parent in dominators.items() if node is not source}
 
 
 def carries_tensors(attrs: Mapping[str, Any]) -> bool:

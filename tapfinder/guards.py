@@ -9,7 +9,8 @@ and structure only (never model names):
   resized input images);
 - **one position**: a map or token sequence with a single position (class-token projections,
   2x2 key/value reductions at tiny inputs count as more than one);
-- **before its norm**: the node's only consumer is a normalisation, so the tap would read a
+- **before its norm**: the node's only consumer is a normalisation, directly or through steps
+  that only rearrange it (a patch embedding's flatten and transpose), so the tap would read a
   convolution's raw output instead of its conv -> norm -> activation chain's end;
 - **a shortcut**: the node's one consumer adds it to a branch with more layers: a residual
   block's projection shortcut (ResNet's ``downsample``) or an FPN lateral, not the block's own
@@ -17,6 +18,10 @@ and structure only (never model names):
 - **a residual branch's end**: the node's one consumer adds it to an input that passed fewer
   layers (``x + f(x)``, ``P(x) + f(x)``): a ViT's attention or MLP output before its sum, a
   ResNet block's last norm, an FPN's upsampled top-down map; the sum is the tap;
+- **inside a residual unit**: a node that a residual sum bypasses
+  (:func:`residual_interiors`): a ResNet block's first convolution
+  and activation, its projection shortcut's pooling, a transformer MLP's hidden layer; the
+  unit's sum is the tap;
 - **padding**: explicit zero padding in front of a convolution (TF-"same" models such as
   EfficientNet ports): the tap would be the producer's tensor with a zero border;
 - **inside attention**: a node of the module that holds an attention core (scaled dot-product
@@ -31,22 +36,27 @@ from __future__ import annotations
 import math
 
 from .graph import ArchGraph
-from .rules._common import (SUM_TARGETS, function_name, input_batch, norm_kind, scope_bounds,
+from .rules._common import (function_name, input_batch, is_identity, is_sum, norm_kind, scope_bounds,
                             tensor_inputs)
 from .rules.attention import is_attention_core
 
-__all__ = ["guard_violations", "attention_interior"]
+__all__ = ["guard_violations", "attention_interior", "residual_interiors"]
 
 
-def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = None) -> list[str]:
-    """The guards ``node`` breaks, as short reasons (empty when it may be a tap). ``interior``,
-    the result of :func:`attention_interior`, saves computing it again for every node.
+def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = None,
+                     residual: dict[str, str] | None = None) -> list[str]:
+    """The guards ``node`` breaks, as short reasons (empty when it may be a tap). ``interior``
+    (:func:`attention_interior`) and ``residual``
+    (:func:`residual_interiors`) save computing them again for every
+    node.
 
     >>> guard_violations(arch, "encoder_conv_stem_static_padding")  # doctest: +SKIP
     ['no parametric layer before it']
     """
     if interior is None:
         interior = attention_interior(arch)
+    if residual is None:
+        residual = residual_interiors(arch, interior)
     attrs = arch[node]
     shape = attrs["shape"] or ()
     violations = []
@@ -58,14 +68,15 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     positions = _positions(attrs)
     if positions is not None and positions <= 1:
         violations.append("a single position")
-    users = [u for u in arch.graph.successors(node) if arch[u]["value"] == "tensor"]
-    if len(users) == 1 and norm_kind(arch[users[0]]) is not None:
+    if _read_before_norm(arch, node):
         violations.append("read before its normalisation")
-    consumers = list(arch.graph.successors(node))  # a split's tuple too: it reads the node
-    if len(consumers) == 1 and _is_shortcut_into(arch, node, consumers[0]):
+    reader, consumer = _consumer(arch, node)
+    if consumer is not None and _is_shortcut_into(arch, reader, consumer):
         violations.append("a shortcut into a residual sum")
-    if len(consumers) == 1 and _is_branch_end(arch, node, consumers[0]):
+    if consumer is not None and _is_branch_end(arch, reader, consumer):
         violations.append("a residual branch's end, before its sum")
+    if node in residual:
+        violations.append(f"inside a residual unit (its sum {residual[node]} is the tap)")
     if _is_padding(attrs):
         violations.append("zero padding in front of a layer")
     if node in interior:
@@ -85,9 +96,102 @@ def attention_interior(arch: ArchGraph) -> set[str]:
             if any(path in scopes and name != last_tensor.get(path) for path in attrs["scope"])}
 
 
+# Steps that move a tensor's elements without computing: a patch embedding's flatten and
+# transpose between its convolution and its norm.
+_REARRANGEMENTS = {"flatten", "transpose", "permute", "reshape", "view", "contiguous"}
+
+
+def _read_before_norm(arch: ArchGraph, node: str) -> bool:
+    """``node``'s only consumer is a normalisation, directly or through rearrangements."""
+    current = node
+    while True:
+        users = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
+        if len(users) != 1:
+            return False
+        user = arch[users[0]]
+        if norm_kind(user) is not None:
+            return True
+        if user["op"] not in ("call_function", "call_method") or \
+                function_name(user) not in _REARRANGEMENTS:
+            return False
+        current = users[0]
+
+
+def residual_interiors(arch: ArchGraph, interior: set[str] | None = None) -> dict[str, str]:
+    """The nodes inside a residual unit, each mapped to the unit's sum.
+
+    A residual unit is a sum ``j`` of data tensors together with the nodes it bypasses: those
+    between ``j``'s immediate dominator ``d`` (the unit's input, where the shortcut forks) and
+    ``j``, such as a ResNet block's convolutions and its projection shortcut, or a transformer
+    block's MLP. It must hold a parametric layer, no other sum of data tensors (an outer
+    residual around a stage of blocks is not one unit), and no map coarser than ``j`` or finer
+    than ``d`` (global context vectors, such as squeeze-and-excitation's, aside): an FPN's
+    top-down sum or a LinkNet's skip sum bypasses deeper stages, which makes it a fusion of
+    scales, not a block. Inside an attention computation (``interior``, :func:`attention_interior`)
+    scale does not count: SegFormer's keys and values are reduced spatially within its blocks.
+    """
+    if interior is None:
+        interior = attention_interior(arch)
+    dominators = arch.dominators
+    interiors: dict[str, str] = {}
+    for join, attrs in arch.graph.nodes(data=True):
+        if not is_sum(attrs) or dominators.get(join) is None:
+            continue
+        if sum(1 for p in arch.graph.predecessors(join) if p in dominators) < 2:
+            continue
+        region = _bypassed(arch, join, dominators, interior)
+        if region:
+            for node in region:
+                interiors.setdefault(node, join)
+    return interiors
+
+
+def _bypassed(arch: ArchGraph, join: str, dominators: dict[str, str | None],
+              interior: set[str]) -> set[str]:
+    """The nodes a residual sum ``join`` bypasses (see :func:`residual_interiors`), or an empty
+    set where ``join`` is no residual unit's sum."""
+    fork = dominators[join]
+    scales = [r for r in (arch[fork]["reduction"], arch[join]["reduction"]) if r is not None]
+    # sqrt(2) of slack: a padded map (5x5 around a 4x4 one) is at the same scale.
+    finest, coarsest = (min(scales) / math.sqrt(2), max(scales) * math.sqrt(2)) if scales else (
+        0.0, math.inf)
+    region, stack, layers = set(), [join], 0
+    while stack:
+        for before in arch.graph.predecessors(stack.pop()):
+            if before == fork or before in region or before not in dominators:
+                continue
+            attrs = arch[before]
+            if is_sum(attrs) and sum(1 for p in arch.graph.predecessors(before)
+                                     if p in dominators) >= 2:
+                return set()
+            # A global context vector (squeeze-and-excitation's pooled map) has no scale.
+            pooled = attrs["spatial"] is not None and math.prod(attrs["spatial"]) <= 1
+            if not pooled and before not in interior and attrs["reduction"] is not None and not (
+                    finest <= attrs["reduction"] <= coarsest):
+                return set()
+            layers += bool(attrs["parametric"])
+            region.add(before)
+            stack.append(before)
+    return region if layers else set()
+
+
+def _consumer(arch: ArchGraph, node: str) -> tuple[str, str | None]:
+    """``node``'s one consumer, past identity placeholders (a disabled drop-path), and the node
+    that feeds it; ``None`` where ``node`` has several consumers (a split's tuple counts: it
+    reads the node)."""
+    reader = node
+    while True:
+        consumers = list(arch.graph.successors(reader))
+        if len(consumers) != 1:
+            return reader, None
+        if not is_identity(arch[consumers[0]]):
+            return reader, consumers[0]
+        reader = consumers[0]
+
+
 def _is_shortcut_into(arch: ArchGraph, node: str, join: str) -> bool:
     """``join`` is a sum and another of its inputs passed more parametric layers than ``node``."""
-    if not _is_sum(arch[join]):
+    if not is_sum(arch[join]):
         return False
     depth = arch[node]["layer_index"]
     return any(arch[other]["layer_index"] > depth
@@ -98,7 +202,7 @@ def _is_branch_end(arch: ArchGraph, node: str, join: str) -> bool:
     """``join`` is a sum and another of its data inputs passed fewer parametric layers than
     ``node``: ``x + f(x)``, or a projection ``P(x) + f(x)``. A parameter (a positional
     embedding, layer 0) is data only where it is an ancestor: the model's input itself."""
-    if not _is_sum(arch[join]):
+    if not is_sum(arch[join]):
         return False
     depth = arch[node]["layer_index"]
     return any(0 < arch[other]["layer_index"] < depth
@@ -122,10 +226,6 @@ def _reaches(arch: ArchGraph, source: str, target: str) -> bool:
                 seen.add(before)
                 stack.append(before)
     return False
-
-
-def _is_sum(attrs: dict) -> bool:
-    return attrs["op"] in ("call_function", "call_method") and attrs["target"] in SUM_TARGETS
 
 
 def _is_padding(attrs: dict) -> bool:

@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
-from .guards import attention_interior, guard_violations
+from .guards import attention_interior, guard_violations, residual_interiors
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import SCALE_TARGETS, block_outputs, norm_kind, stage_strides, stride
+from .rules._common import (SCALE_TARGETS, block_outputs, is_identity, norm_kind, stage_strides,
+                            stride, tensor_inputs)
 from .tracer import CALL_META_KEY
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
@@ -79,9 +80,16 @@ class _Evidence:
 
 
 def canonical_node(arch: ArchGraph, name: str) -> str:
-    """Follow a node's single tensor consumer while it keeps the shape and is an activation,
-    norm, dropout or other parameter-free step (a product with a parameter, such as a layer
-    scale, included); a tuple-valued node moves to its first tensor element.
+    """The node that stands for ``name`` as a tap: the output of the unit it lies in.
+
+    A tuple-valued node moves to its first tensor element and an identity placeholder
+    (``nn.Identity``) to the tensor it passes on, its input. From there the node follows its
+    single tensor consumer while that keeps the shape and is an activation, norm, dropout or
+    other parameter-free step (a product with a parameter, such as a layer scale, included),
+    and never ends on a placeholder.
+
+    >>> canonical_node(resnet18_arch, "add")  # doctest: +SKIP
+    'layer1_0_relu_2'
     """
     current = name
     if arch[current]["value"] != "tensor":
@@ -89,6 +97,22 @@ def canonical_node(arch: ArchGraph, name: str) -> str:
         if not tensors:
             return current
         current = tensors[0]
+    return _passed_on(arch, _chain_end(arch, _passed_on(arch, current)))
+
+
+def _passed_on(arch: ArchGraph, name: str) -> str:
+    """What an identity placeholder passes on: its input (through a chain of them)."""
+    while is_identity(arch[name]):
+        inputs = tensor_inputs(arch, name)
+        if len(inputs) != 1:
+            break
+        name = inputs[0]
+    return name
+
+
+def _chain_end(arch: ArchGraph, name: str) -> str:
+    """Follow ``name``'s single tensor consumer while it keeps the shape and is light."""
+    current = name
     while True:
         # Reads of .shape or .dtype (a traced-through norm checks its input) are not consumers.
         users = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
@@ -165,6 +189,32 @@ def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> s
     return text[0].upper() + text[1:]
 
 
+def _nothing_may_be_a_tap(arch: ArchGraph, candidates: list[Candidate],
+                          kinds: Iterable[str] | None) -> str:
+    """Why no candidate survived the guards: the most common guard, with an example."""
+    if not candidates:
+        wanted = f" of kinds {', '.join(kinds)}" if kinds is not None else ""
+        return (f"No tap: the rules found no candidate{wanted} in this model. Choose other "
+                "kinds, or name the taps.")
+    interior = attention_interior(arch)
+    residual = residual_interiors(arch, interior)
+    reasons: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for candidate in candidates:
+        node = canonical_node(arch, candidate.node)
+        for reason in guard_violations(arch, node, interior, residual)[:1]:
+            kind = reason.split(" (")[0]
+            reasons[kind] += 1
+            examples.setdefault(kind, f"{node}: {reason}")
+    kinds = sorted({candidate.kind for candidate in candidates})
+    text = (f"No tap: none of the {len(candidates)} candidates ({', '.join(kinds)}) may be a "
+            "tap")
+    if reasons:
+        kind, count = reasons.most_common(1)[0]
+        text += f"; {count} lie {kind} (for example {examples[kind]})"
+    return text + ". Choose other kinds, or name the taps."
+
+
 def _is_tap(attrs: dict) -> bool:
     return (
         attrs["value"] == "tensor"
@@ -178,10 +228,11 @@ def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_
     that break a guard (:func:`~tapfinder.guards.guard_violations`) dropped."""
     grouped: dict[str, list[Candidate]] = defaultdict(list)
     interior = attention_interior(arch)
+    residual = residual_interiors(arch, interior)
     for candidate in candidates:
         node = canonical_node(arch, candidate.node)
         if (node in arch.graph and _is_tap(arch[node]) and node not in arch.outputs
-                and not guard_violations(arch, node, interior)):
+                and not guard_violations(arch, node, interior, residual)):
             grouped[node].append(candidate)
     merged = []
     for node, items in grouped.items():
@@ -344,6 +395,7 @@ def select_taps(
     elif kinds is not None:
         wanted = set(kinds)
         candidates = [c for c in candidates if c.kind in wanted]
+    candidates = list(candidates)
     evidence = merge_candidates(arch, candidates)
 
     chosen: list[_Evidence] = []
@@ -385,7 +437,9 @@ def select_taps(
             f"({layers} layers).",
             stacklevel=2,
         )
-    if len(chosen) < k:
+    if not evidence:
+        warnings.warn(_nothing_may_be_a_tap(arch, candidates, kinds), stacklevel=2)
+    elif len(chosen) < k:
         warnings.warn(
             f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} ({layers} layers) and "
             f"position={position!r} ({len(evidence)} candidate nodes, "

@@ -172,3 +172,14 @@ def stage_strides(arch: ArchGraph) -> set[int]:
     return {stride(arch[node]) for node in arch.stages()
             if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1
             and layers[stride(arch[node])] >= 2}
+
+
+def is_sum(attrs: dict[str, Any]) -> bool:
+    """An elementwise sum of tensors (``a + b``, ``torch.add``, ``x.add_(y)``)."""
+    return attrs["op"] in ("call_function", "call_method") and attrs["target"] in SUM_TARGETS
+
+
+def is_identity(attrs: dict[str, Any]) -> bool:
+    """A placeholder module that returns its input (``nn.Identity``: timm's disabled
+    anti-aliasing or drop-path, smp's U-Net centre and attention when switched off)."""
+    return attrs["op"] == "call_module" and attrs["module_type"] == "Identity"

@@ -180,9 +180,9 @@ BRANCH_END = "a residual branch's end, before its sum"
 
 def test_neither_input_of_a_residual_sum_is_a_tap_the_sum_is():
     arch, _ = taps_and_violations(tv.resnet18(), (2, 3, 64, 64))
-    assert guard_violations(arch, "layer2_0_downsample_1") == ["a shortcut into a residual sum"]
-    assert guard_violations(arch, "layer2_0_bn2") == [BRANCH_END]  # P(x) + f(x)
-    assert guard_violations(arch, "layer1_0_bn2") == [BRANCH_END]  # x + f(x)
+    assert "a shortcut into a residual sum" in guard_violations(arch, "layer2_0_downsample_1")
+    assert BRANCH_END in guard_violations(arch, "layer2_0_bn2")  # P(x) + f(x)
+    assert BRANCH_END in guard_violations(arch, "layer1_0_bn2")  # x + f(x)
     assert guard_violations(arch, "layer1_0_relu_1") == []  # the block's output
     # Before these guards, the projection shortcuts and the branch ends were candidates.
     assert not any("downsample" in node or "bn2" in node for node in candidate_nodes(arch))
@@ -190,7 +190,7 @@ def test_neither_input_of_a_residual_sum_is_a_tap_the_sum_is():
 
 def test_an_attention_branch_end_is_no_tap_but_tokens_plus_a_position_embedding_are():
     arch, _ = taps_and_violations(tv.vit_b_16(), (2, 3, 224, 224))
-    assert guard_violations(arch, "encoder_layers_encoder_layer_0_dropout") == [BRANCH_END]
+    assert BRANCH_END in guard_violations(arch, "encoder_layers_encoder_layer_0_dropout")
     assert guard_violations(arch, "add_1") == []  # the attention's residual sum
     # The position embedding is a parameter, not a skip: the tokens it is added to may be taps.
     assert guard_violations(arch, "cat") == []
@@ -247,6 +247,6 @@ def test_a_layer_scaled_branch_end_moves_to_its_scale_and_is_no_tap():
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), *[_LayerScaledBlock(16) for _ in range(4)])
     arch = tapfinder.trace(model, (2, 10, 8))
     assert canonical_node(arch, "_1_fc2") == "mul"  # through gamma: a parameter, no second input
-    assert guard_violations(arch, "mul") == [BRANCH_END]
+    assert BRANCH_END in guard_violations(arch, "mul")
     taps = tapfinder.select_taps(arch, k=3)
     assert all(arch[tap.node]["target"] == "operator.add" for tap in taps), [t.node for t in taps]

@@ -24,5 +24,8 @@ def test_default_taps_on_resnet18_are_block_outputs_over_several_resolutions(res
 def test_a_convolution_before_its_norm_and_a_mid_block_node_are_called_out(resnet18):
     quality = tap_quality(resnet18, ["layer2_0_conv1", "layer2_0_relu", "layer2_1_relu_1"])
     assert quality.block_outputs == 1  # only the end of layer2.1
-    assert quality.violations == {"layer2_0_conv1": ["read before its normalisation"]}
+    assert quality.violations == {
+        "layer2_0_conv1": ["read before its normalisation",
+                           "inside a residual unit (its sum add_2 is the tap)"],
+        "layer2_0_relu": ["inside a residual unit (its sum add_2 is the tap)"]}
     assert quality.strides == (8,) and not quality.covers_resolutions

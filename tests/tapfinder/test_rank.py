@@ -148,11 +148,26 @@ def test_a_block_shared_across_the_depth_is_a_block_per_call():
     assert tapfinder.quality.tap_quality(arch, taps).block_outputs == 3
 
 
-def test_the_fewer_taps_warning_names_repeated_blocks_that_held_candidates_back(resnet50):
-    arch, candidates = resnet50
-    with pytest.warns(UserWarning, match=r"candidates lie in a repeated block that already holds "
+class TwoSumBlock(torch.nn.Module):
+    """A pre-norm transformer-like block: two residual units, so two candidate sums."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.mix = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+        self.mlp = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(x)
+        return x + self.mlp(x)
+
+
+def test_the_fewer_taps_warning_names_repeated_blocks_that_held_candidates_back():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), *[TwoSumBlock() for _ in range(4)])
+    arch = tapfinder.trace(model, (2, 10, 8))
+    with pytest.warns(UserWarning, match=r"3 candidates lie in a repeated block that already holds "
                                          r"a tap \(one tap per block\)\. To get more, lower k\.$"):
-        taps = select_taps(arch, candidates, k=50, spacing=0)
+        taps = select_taps(arch, k=50, spacing=0)
     assert len({t.node for t in taps}) == len(taps) < 50
 
 
@@ -177,8 +192,16 @@ def test_kinds_filter_restricts_the_evidence(resnet50):
     arch, candidates = resnet50
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        taps = select_taps(arch, candidates, k=3, kinds=["bottleneck"])
-    assert taps and all(t.kinds == ("bottleneck",) for t in taps)
+        taps = select_taps(arch, candidates, k=3, kinds=["downsampling"])
+    assert taps and all(t.kinds == ("downsampling",) for t in taps)
+
+
+def test_kinds_whose_every_candidate_breaks_a_guard_say_which_guard(resnet50):
+    arch, candidates = resnet50
+    # A ResNet-50's channel compressions all lie inside its residual blocks.
+    with pytest.warns(UserWarning, match=r"No tap: none of the \d+ candidates \(bottleneck\) may "
+                                         r"be a tap; \d+ lie inside a residual unit"):
+        assert select_taps(arch, candidates, k=3, kinds=["bottleneck"]) == []
 
 
 def test_a_full_window_is_completed_by_the_nearest_candidates_outside_it():
