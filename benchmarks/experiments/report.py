@@ -218,6 +218,12 @@ def _devices(records: list[dict]) -> str:
     return ", ".join(f"{device} ({count} runs)" for device, count in counts.items())
 
 
+# The evidence `imachsr train --compare` and the README quote to users: an arm's mean test gain
+# over output-only in each of these regimes. The default objective on the taps the ranker chose
+# before 2026-12-03, until the default taps of today have their 8 seeds in a regime.
+QUOTED_EVIDENCE = ("ce-spread-head-constant-no-ne", ("digits96", "digits96-lowdata"))
+
+
 def current_default_arm() -> str | None:
     """The arm whose options are the library's defaults now."""
     from run_experiments import ARMS, is_default
