@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .graph import ArchGraph
-from .guards import attention_interior, guard_violations
+from .guards import attention_interior, guard_violations, residual_interiors
 from .rank import Tap
-from .rules._common import block_outputs, stage_strides, stride
+from .rules._common import block_outputs, is_identity, stage_strides, stride
 
 __all__ = ["TapQuality", "tap_quality"]
 
@@ -39,7 +39,11 @@ class TapQuality:
         How many distinct strides the model's stages have (:meth:`ArchGraph.stages`, maps or
         token sets of more than one position): 1 for an isotropic ViT or MLP-Mixer.
     violations
-        Each tap that breaks a guard, with the guards it breaks.
+        Each tap that breaks a guard, with the guards it breaks (a node inside a residual
+        unit, such as a block's inner activation or its projection shortcut, is one).
+    placeholders
+        Taps that are identity placeholders (``nn.Identity``): the tensor is the one they pass
+        on, but the name points at a module that computes nothing.
     """
 
     taps: int
@@ -48,6 +52,7 @@ class TapQuality:
     strides: tuple[int, ...]
     model_strides: int
     violations: dict[str, list[str]] = field(default_factory=dict)
+    placeholders: int = 0
 
     @property
     def covers_resolutions(self) -> bool:
@@ -60,7 +65,9 @@ def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
     nodes = [tap.node if isinstance(tap, Tap) else tap for tap in taps]
     ends = set(block_outputs(arch).values()) | set(arch.stages())
     interior = attention_interior(arch)
-    violations = {node: found for node in nodes if (found := guard_violations(arch, node, interior))}
+    residual = residual_interiors(arch, interior)
+    violations = {node: found for node in nodes
+                  if (found := guard_violations(arch, node, interior, residual))}
     strides = {stride(arch[node]) for node in nodes} - {None}
     return TapQuality(
         taps=len(nodes),
@@ -69,4 +76,5 @@ def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
         strides=tuple(sorted(strides)),
         model_strides=len(stage_strides(arch)),
         violations=violations,
+        placeholders=sum(is_identity(arch[node]) for node in nodes),
     )

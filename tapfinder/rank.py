@@ -23,8 +23,8 @@ from .candidates import Candidate, find_candidates
 from .graph import ArchGraph
 from .guards import attention_interior, guard_violations, residual_interiors
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import (SCALE_TARGETS, block_outputs, is_identity, norm_kind, stage_strides,
-                            stride, tensor_inputs)
+from .rules._common import (SCALE_TARGETS, block_outputs, is_identity, is_join, norm_kind,
+                            stage_strides, stride, tensor_inputs)
 from .tracer import CALL_META_KEY
 
 __all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
@@ -51,6 +51,7 @@ class Tap:
     beat: tuple[tuple[str, float], ...] = ()
     closes: str | None = None  # the outermost module whose output this node is
     stride: float | None = None  # the feature stride (reduction) of the stage it lies in
+    point: str = "layer output"  # which kind of point: POINT_KINDS
 
     def explain(self) -> str:
         """A short paragraph: where the tap is, which block and stage it closes, why, and what
@@ -59,7 +60,7 @@ class Tap:
             f"{self.node} [{self.module or '-'}] {self.shape}, layer {self.layer_index} "
             f"(depth {self.depth:.2f}), score {self.score:.2f}, {', '.join(self.kinds)}"
         ]
-        where = [f"closes block {self.closes}"] if self.closes else []
+        where = [f"{self.point}: closes block {self.closes}" if self.closes else self.point]
         if self.stride is not None:
             where.append(f"in the stride-{self.stride:g} stage")
         if where:
@@ -187,6 +188,23 @@ def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> s
         text = (f"{in_a_chosen_block} candidates lie in a repeated block that already holds a "
                 f"tap (one tap per block). {text}")
     return text[0].upper() + text[1:]
+
+
+# What a tap can be, in the words Tap.explain() uses.
+POINT_KINDS = ("stage output", "block output", "join", "layer output")
+
+
+def _point_kind(arch: ArchGraph, node: str, closes_block: bool, ends_stage: bool) -> str:
+    """Which kind of point ``node`` is: the last main-path node of its stride (a stage's
+    output), a block's output, a join of branches (a skip or fusion ``cat`` or sum), or the
+    output of a layer."""
+    if ends_stage:
+        return "stage output"
+    if closes_block:
+        return "block output"
+    if is_join(arch[node]):
+        return "join"
+    return "layer output"
 
 
 def _nothing_may_be_a_tap(arch: ArchGraph, candidates: list[Candidate],
@@ -448,6 +466,7 @@ def select_taps(
             stacklevel=2,
         )
     order = {name: i for i, name in enumerate(arch.graph)}
+    stage_ends = set(arch.stages())
     closes = {}
     for path, node in block_outputs(arch).items():  # outer modules first: keep the outermost
         closes.setdefault(node, path)
@@ -464,6 +483,7 @@ def select_taps(
             beat=tuple(beaten[item.node]),
             closes=closes.get(item.node),
             stride=arch[item.node]["reduction"],
+            point=_point_kind(arch, item.node, item.node in closes, item.node in stage_ends),
         )
         for item in chosen
     ]
