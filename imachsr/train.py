@@ -35,14 +35,14 @@ from tapfinder.errors import InvalidInputError, TapfinderError
 from tapfinder.zoo import build_model
 
 from .adapters import CAPACITIES, HEAD_WIDTH
-from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, SynthiaSF
+from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, ShapeScenes, SynthiaSF
 from .metrics import SegmentationMetrics
 from .scheme import IMacHSR, SchemeOutput, masked_cross_entropy, model_logits
 from .weighting import SCHEDULES, schedule_factor
 
 __all__ = ["TrainConfig", "train", "compare", "main", "build_model_for"]
 
-DATASETS = ("digits", "cityscapes", "camvid", "synthia")
+DATASETS = ("digits", "scenes", "cityscapes", "camvid", "synthia")
 
 
 class UsageError(ValueError):
@@ -143,6 +143,13 @@ def _datasets(config: TrainConfig) -> tuple[Dataset, Dataset, Dataset, int]:
         parts = canvas("train", config.train_length), canvas("val", config.eval_length), \
             canvas("test", config.eval_length)
         classes = DigitCanvas.num_classes
+    elif config.data == "scenes":
+        def scene(split: str, length: int) -> ShapeScenes:
+            return ShapeScenes(split, length=length, size=config.size, seed=config.seed, cache=True)
+
+        parts = scene("train", config.train_length), scene("val", config.eval_length), \
+            scene("test", config.eval_length)
+        classes = ShapeScenes.num_classes
     else:
         if not config.data_root:
             raise UsageError(f"--data {config.data} needs --data-root PATH (the data set's folder).")
@@ -467,17 +474,20 @@ def _parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and data")
     model.add_argument("--model", default=defaults.model, help=tapfinder.zoo.SPEC_HELP)
     model.add_argument("--data", choices=DATASETS, default=defaults.data,
-                       help="digits is built in (no download); the others read --data-root")
+                       help="digits (DigitCanvas, 11 classes) and scenes (ShapeScenes: 21 classes "
+                       "of shapes and digits occluding each other on textured backgrounds) are "
+                       "built in (no download); the others read --data-root")
     model.add_argument("--data-root", help="folder of the data set (not needed for digits)")
-    model.add_argument("--size", type=int, default=defaults.size, help="crop / canvas side")
+    model.add_argument("--size", type=int, default=defaults.size,
+                       help="crop side; for digits and scenes also the side they are drawn at")
     # SUPPRESS: the default (None: the data set decides) is not a value to print.
     model.add_argument("--flip", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="random horizontal flips in training (default: on, except for "
                        "digits, which a mirror changes)")
     model.add_argument("--train-length", type=int, default=defaults.train_length,
-                       help="digits: number of training canvases")
+                       help="digits, scenes: number of training images")
     model.add_argument("--eval-length", type=int, default=defaults.eval_length,
-                       help="digits: canvases in the validation and test sets")
+                       help="digits, scenes: images in the validation and test sets")
     scheme = parser.add_argument_group("iMacHSR (see docs/results.md for the evidence behind "
                                        "the defaults)")
     scheme.add_argument("--taps", default="auto",
