@@ -1,5 +1,5 @@
-"""Sweep tapfinder and imachsr over every torchvision and timm model and a list of Hugging Face
-transformers classes, one subprocess per worker.
+"""Sweep tapfinder and imachsr over every torchvision and timm model, a list of Hugging Face
+transformers classes and a grid of segmentation-models-pytorch models, one subprocess per worker.
 
 For each model, with random weights: build it (on the ``meta`` device where the model allows it,
 so no weights are allocated), trace it with auto-leaf, find candidates and select 3 taps, and,
@@ -9,7 +9,7 @@ the two baselines run: plain ``torch.fx.symbolic_trace`` and timm's own fx trace
 (``timm.layers.get_graph_node_names``, with timm's registry of leaf modules and wrapped
 functions). Usage::
 
-    python benchmarks/zoo_sweep.py [--zoo torchvision,timm,transformers] [--sample 20] [--workers 2]
+    python benchmarks/zoo_sweep.py [--zoo torchvision,timm,transformers,smp] [--sample 20] [--workers 2]
         [--timeout 180] [--out runs/zoo_sweep.json] [--models timm:resnet50,...]
 
 Targets (robustness issue): every torchvision classification and segmentation model, and at
@@ -59,9 +59,19 @@ TRANSFORMERS = (
 )
 
 
+# segmentation-models-pytorch: every architecture on encoders of each kind users bring: smp's
+# own ResNets, EfficientNet and MobileNet, timm's through ``tu-`` (a ResNet-D, a RegNet with
+# squeeze-and-excitation, a ConvNeXt, a PVTv2 transformer) and SegFormer's MiT. Combinations smp
+# refuses (DPT takes ViT encoders only, ...) are recorded as build failures with smp's reason.
+SMP_ARCHITECTURES = ("Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3",
+                     "DeepLabV3Plus", "PAN", "UPerNet", "Segformer", "DPT")
+SMP_ENCODERS = ("resnet18", "resnet50", "efficientnet-b0", "mobilenet_v2", "tu-resnet10t",
+                "tu-regnety_002", "tu-convnext_atto", "tu-pvt_v2_b0", "mit_b0")
+
+
 def list_specs(zoos: list[str]) -> list[str]:
-    """Every torchvision classification/segmentation model, every timm model and the
-    transformers classes above, as specs."""
+    """Every torchvision classification/segmentation model, every timm model, the
+    transformers classes above and the smp architecture x encoder grid, as specs."""
     specs = []
     if "torchvision" in zoos:
         import torchvision.models as tv
@@ -74,6 +84,8 @@ def list_specs(zoos: list[str]) -> list[str]:
         specs += [f"timm:{name}" for name in timm.list_models()]
     if "transformers" in zoos:
         specs += [f"hf:{name}:small" for name in TRANSFORMERS]
+    if "smp" in zoos:
+        specs += [f"smp:{arch}:{encoder}" for arch in SMP_ARCHITECTURES for encoder in SMP_ENCODERS]
     return specs
 
 
@@ -95,6 +107,8 @@ def _example(spec: str, model: Any) -> Any:
     channels, height, width = config.get("input_size", (3, 224, 224))
     if spec.startswith("torchvision:") and "inception" in spec:
         height = width = 299
+    if spec.startswith("smp:"):  # sides divisible by 32 and PAN's pyramid not below 1x1
+        return (1, channels, 256, 256)
     hf_config = getattr(model, "config", None)
     if spec.startswith("hf:") and hf_config is not None:
         if getattr(hf_config, "vocab_size", None) and not hasattr(hf_config, "num_channels"):
@@ -392,9 +406,11 @@ def tap_quality_report(records: list[dict]) -> list[str]:
     covering = sum(len(q["strides"]) >= 2 for q in staged)
     violating = [(r["model"], r["tap_quality"]["violations"]) for r in records
                  if r.get("tap_quality", {}).get("violations")]
+    placeholders = sum(q.get("placeholders", 0) for q in measured)
     lines = [f"Default taps (k=3) on {len(measured)} models:",
              f"  block or stage outputs   {blocks}/{taps} taps",
              f"  on the main path         {main}/{taps} taps",
+             f"  identity placeholders    {placeholders}/{taps} taps",
              f"  two or more resolutions  {covering}/{len(staged)} models with several strides",
              f"  guard violations         {len(violating)} models"]
     lines += [f"    {model}: {violations}" for model, violations in violating[:10]]

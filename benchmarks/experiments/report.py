@@ -91,16 +91,46 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float]) -> Paired
 
 def load_records(folder: Path) -> dict[str, list[dict]]:
     """Records per regime, from every ``<regime>.jsonl`` in ``folder``; a later record of the same
-    (arm, seed) replaces an earlier one."""
+    (arm, seed) replaces an earlier one. Records made before families were recorded take their
+    regime's family."""
+    from run_experiments import REGIMES
+
     regimes: dict[str, list[dict]] = {}
     for path in sorted(folder.glob("*.jsonl")):
         latest: dict[tuple[str, int], dict] = {}
         for line in path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
+                record.setdefault("family", REGIMES.get(record["regime"], {}).get("family"))
                 latest[(record["arm"], record["seed"])] = record
         regimes[path.stem] = list(latest.values())
     return regimes
+
+
+# The family table's columns: (arm, reference arm), each a paired test-mIoU difference.
+FAMILY_COLUMNS = (("default-auto", "output-only"), ("default-expert", "output-only"),
+                  ("default-random", "output-only"), ("output-only-matched", "output-only"),
+                  ("default-auto", "default-expert"), ("default-auto", "default-random"))
+
+
+def family_table(regimes: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows, one per regime that ran the family arms: the paired test-mIoU differences
+    of FAMILY_COLUMNS with 95% intervals and the verdict, "—" where an arm has no records."""
+    header = " | ".join(f"{arm} vs {reference}" for arm, reference in FAMILY_COLUMNS)
+    lines = [f"| family | regime | {header} |", "|---|---|" + "---|" * len(FAMILY_COLUMNS)]
+    for regime, records in regimes.items():
+        by_arm: dict[str, dict[int, dict]] = {}
+        for record in records:
+            by_arm.setdefault(record["arm"], {})[record["seed"]] = record
+        if "default-auto" not in by_arm:
+            continue
+        cells = []
+        for arm, reference in FAMILY_COLUMNS:
+            runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
+            difference = _against(runs, by_arm.get(reference, {}), _test_miou)
+            cells.append(f"{_interval(difference)} {difference.verdict}" if difference else "—")
+        lines.append(f"| {records[0]['family']} | `{regime}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def regime_table(records: list[dict], default_arm: str | None = None) -> list[str]:
@@ -188,14 +218,25 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
              "`docs/results/*.jsonl`; do not edit by hand.", ""]
     if preamble:
         lines += [preamble.strip(), ""]
+    families = family_table(regimes)
+    if len(families) > 2:
+        lines += ["## Across model families", "",
+                  "Paired test-mIoU differences in points (95% interval, seeds both arms finished) "
+                  "and the verdict: the default objective on automatic taps, an expert's taps and "
+                  "random taps against output-only, output-only given the default's extra time "
+                  "(`output-only-matched`), and the automatic taps against the other two.", "",
+                  *families, ""]
     for regime, records in regimes.items():
         first = records[0]
         config = first.get("config", {})
         lines += [f"## Regime `{regime}`", ""]
         if config:
+            data = {"digits": "DigitCanvas", "scenes": "ShapeScenes"}.get(config.get("data"),
+                                                                           config.get("data"))
             lines.append(
-                f"{config.get('model')}, DigitCanvas {config.get('size')}x{config.get('size')}, "
-                f"{config.get('train_length')} training canvases, {config.get('epochs')} epochs at "
+                f"{first['family']}: {config.get('model')}, {data} {config.get('size')}x"
+                f"{config.get('size')}, {config.get('train_length')} training images, "
+                f"{config.get('epochs')} epochs at "
                 f"batch {config.get('batch_size')}, Adam lr {config.get('lr')} "
                 f"({config.get('lr_schedule')} schedule); devices: {_devices(records)}.")
             lines.append("")
