@@ -1,5 +1,12 @@
-"""The iMacHSR loss terms: mutual information between a tap and the labels (Eq. 1) and the
-negative-entropy regulariser on a tap's features (Eq. 2).
+"""The iMacHSR loss terms: the information a tap carries about the labels (the paper's Eq. 1) and
+the negative-entropy regulariser on a tap's features (its Eq. 2).
+
+Eq. 1 as the paper's authors publish it (iMacSR, their earlier paper with the same results):
+``L_m = -1/(|D||Omega|) sum_i sum_p sum_k y_ipk log q_k(z_ip; phi_m)``, the cross-entropy of the
+tap's dimension adapter over every valid pixel. Minimising it maximises the Barber-Agakov lower
+bound ``I(Y; Z) >= H(Y) + E log q(y | z)`` on the mutual information between the tap and the
+labels (``H(Y)`` does not depend on the model). That is the estimator ``"eq1"``. The other two
+are this project's own readings of "heterogeneous" supervision, kept for study.
 
 Shapes: ``logits`` is ``(B, K, *S)`` for dense prediction (``S`` spatial sizes, equal to the
 target's) or ``(B, K)`` for classification; ``target`` is ``(B, *S)`` or ``(B,)`` of class
@@ -15,10 +22,13 @@ from torch.nn import functional as F
 
 __all__ = [
     "mutual_information_loss", "information_loss", "LabelStatistics", "label_statistics",
-    "check_label_range", "negative_entropy", "ESTIMATORS",
+    "check_label_range", "negative_entropy", "ESTIMATORS", "canonical_estimator",
 ]
 
-ESTIMATORS = ("joint", "variational", "ce")
+# The estimators of Eq. 1's mutual information: the paper's, then this project's alternatives.
+ESTIMATORS = ("eq1", "joint-image", "variational-image")
+# Earlier names, still accepted (the records in docs/results/ keep them).
+ESTIMATOR_ALIASES = {"ce": "eq1", "joint": "joint-image", "variational": "variational-image"}
 _TINY = 1e-12
 
 
@@ -101,15 +111,29 @@ def label_statistics(target: torch.Tensor, classes: int, ignore_index: int = 255
     return LabelStatistics(target, classes, ignore_index, dtype)
 
 
+def canonical_estimator(name: str) -> str:
+    """The current name of an estimator, given it or an earlier name (``"ce"`` is ``"eq1"``).
+
+    >>> canonical_estimator("ce"), canonical_estimator("joint-image")
+    ('eq1', 'joint-image')
+    """
+    name = ESTIMATOR_ALIASES.get(name, name)
+    if name not in ESTIMATORS:
+        earlier = ", ".join(f"{old} ({new})" for old, new in ESTIMATOR_ALIASES.items())
+        raise ValueError(f"the estimator must be one of {', '.join(ESTIMATORS)} (earlier names: "
+                         f"{earlier}); got {name!r}.")
+    return name
+
+
 def mutual_information_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
     ignore_index: int = 255,
-    estimator: str = "joint",
+    estimator: str = "eq1",
     normalize: bool = False,
 ) -> torch.Tensor:
-    """Negative image-wise mutual information between predictions and labels (Eq. 1).
+    """The Eq. 1 loss of a tap's adapter output: its negative information about the labels.
 
     Parameters
     ----------
@@ -118,16 +142,18 @@ def mutual_information_loss(
     target
         Class indices, ``(B, *S)`` or ``(B,)``; values in ``[0, K)`` or ``ignore_index``.
     estimator
-        ``"joint"`` (default, heterogeneous): per image, the plug-in MI of the joint
-        distribution ``P(c, k) = mean_p onehot(y_p)_c softmax(z_p)_k``. It is invariant to
-        permuting the adapter's channels, so the tap is pushed to be *informative about* the
-        labels without having to predict them the way the output layer does.
-        ``"variational"``: the Barber-Agakov bound ``I >= H(Y) - CE``, per image; its gradient is
-        the cross-entropy's. ``"ce"``: plain cross-entropy over all valid pixels, the classic
-        deep supervision (PSPNet, DSN), for comparison.
+        ``"eq1"`` (default): the paper's Eq. 1, the cross-entropy over every valid pixel of the
+        batch, which maximises the Barber-Agakov bound ``I(Y; Z) >= H(Y) - CE``; the same
+        computation as classic deep supervision (PSPNet, DSN). Earlier name: ``"ce"``.
+        ``"joint-image"`` (this project's, earlier ``"joint"``): per image, the plug-in MI of the
+        joint distribution ``P(c, k) = mean_p onehot(y_p)_c softmax(z_p)_k``, invariant to
+        permuting the adapter's channels, so a channel may mean one class in one image and
+        another in the next. ``"variational-image"`` (this project's, earlier
+        ``"variational"``): the same bound as ``"eq1"`` taken per image, ``H(Y_b) - CE_b``,
+        each image weighted equally instead of each pixel.
     normalize
-        Divide each image's MI by ``H(Y)`` of its labels, so it lies in ``[0, 1]`` (``joint`` and
-        ``variational``).
+        Divide each image's MI by ``H(Y)`` of its labels, so it lies in ``[0, 1]``
+        (``"joint-image"`` and ``"variational-image"``).
 
     Returns
     -------
@@ -146,11 +172,11 @@ def mutual_information_loss(
     Examples
     --------
     >>> logits = torch.tensor([[[9.0, -9.0]], [[-9.0, 9.0]]]).permute(1, 0, 2)  # (1, 2, 2)
-    >>> float(-mutual_information_loss(logits, torch.tensor([[0, 1]])))  # = H(Y) = log 2
+    >>> labels = torch.tensor([[0, 1]])
+    >>> float(-mutual_information_loss(logits, labels, estimator="joint-image"))  # H(Y) = log 2
     0.693...
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {estimator!r}.")
+    estimator = canonical_estimator(estimator)
     check_label_range(target, logits.shape[1], ignore_index)
     statistics = label_statistics(target, logits.shape[1], ignore_index,
                                   _at_least_float32(logits).dtype)
@@ -179,7 +205,8 @@ def information_loss(
     normalize: bool,
 ) -> torch.Tensor:
     """:func:`mutual_information_loss` from precomputed :func:`label_statistics`: no label check,
-    no host synchronisation, a fixed number of operations whatever the batch."""
+    no host synchronisation, a fixed number of operations whatever the batch. ``estimator`` is
+    a current name (:data:`ESTIMATORS`)."""
     given = tuple(logits.shape)
     if logits.dim() == 2:
         matches = labels.shape == (logits.shape[0],)
@@ -193,11 +220,11 @@ def information_loss(
         )
     batch, classes = logits.shape[:2]
     flat_logits = _at_least_float32(logits).reshape(batch, classes, -1)
-    if estimator == "ce":
+    if estimator == "eq1":
         total = F.cross_entropy(flat_logits, labels.labels, ignore_index=labels.ignore_index,
                                 reduction="sum")
         return total / labels.counts.sum()
-    if estimator == "variational":
+    if estimator == "variational-image":
         pixel_loss = F.cross_entropy(flat_logits, labels.labels, ignore_index=labels.ignore_index,
                                      reduction="none")  # 0 at ignored pixels
         information = labels.entropy - pixel_loss.sum(dim=1) / labels.counts.view(-1)

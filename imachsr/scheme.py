@@ -4,8 +4,11 @@
     optimizer = torch.optim.Adam(scheme.parameters(), lr=1e-3)    # model + adapters (Eq. 4)
     scheme(images, labels).loss.backward(); optimizer.step()
 
-``L = CE(f(x), y) + sum_m alpha_m * L_MI(g_m(z_m), y) + beta_m * NE(z_m)``. The user's model is
-``scheme.model``, untouched: evaluate and deploy it as it is.
+``L = CE(f(x), y) + sum_m alpha_m * L_MI(g_m(z_m), y) + beta_m * NE(z_m)``: the output's
+cross-entropy, the paper's Eq. 1 on each tap ``z_m`` through its dimension adapter ``g_m`` (the
+cross-entropy of the adapter's prediction, a lower bound on the tap's mutual information with
+the labels, :mod:`imachsr.losses`) and, where ``beta_m > 0``, its Eq. 2 regulariser. The user's
+model is ``scheme.model``, untouched: evaluate and deploy it as it is.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tapfinder.inputs import normalize_example_inputs
 
 from .adapters import CAPACITIES, HEAD_WIDTH, adapter_key, adapters_for, check_head_width
 from .instrument import instrument, resolve_taps
-from .losses import (ESTIMATORS, LabelStatistics, check_label_range, information_loss,
+from .losses import (LabelStatistics, canonical_estimator, check_label_range, information_loss,
                      label_statistics, negative_entropy)
 from .probe import probe_hook_taps
 from .weighting import SCHEDULES, normalisation, schedule_factor
@@ -98,11 +101,11 @@ def _per_tap(value: float | Sequence[float], taps: Sequence[str], name: str) -> 
 class IMacHSR(nn.Module):
     """Intermediate multi-access heterogeneous supervision and regularisation around a model.
 
-    The defaults are the configuration that scored highest on validation in every regime
-    measured (docs/results.md, 8 paired seeds each), 3.8-4.8 mIoU points over output-only: 3
-    taps spread over the network, a small head per tap, cross-entropy per tap, constant weights.
-    The paper's joint mutual information (``mi="joint"``) with the same taps and heads scored
-    3-5 points *below* output-only there; it stays available to study.
+    The defaults are the paper's Eq. 1 in its published form (the cross-entropy of each tap's
+    adapter over every pixel) through a small head (3x3 conv-BN-ReLU, then 1x1) on 3 taps
+    spread over the network, with constant weights and without Eq. 2's regulariser: the
+    configuration that scored highest on validation in the paired-seed experiments
+    (``docs/results.md`` gives the measurements behind every default below).
 
     Parameters
     ----------
@@ -119,40 +122,36 @@ class IMacHSR(nn.Module):
         Where auto taps go: ``"uniform"`` (default: spread over the whole depth), ``"input"``,
         ``"central"`` or ``"output"``.
     alpha, beta
-        Weights of each tap's MI loss and negative-entropy term: one number or one per tap.
-        ``beta=0`` (default) leaves the negative-entropy term out: 0.01 measured no better
-        (validation mIoU +0.3 [-0.5, +1.0] and +0.3 [-0.7, +1.3] for ``beta=0`` with constant
-        weights, docs/results.md) and cost 2-8 ms per step on an H100 with smp
-        DeepLabV3Plus(resnet18) (``benchmarks/bench_train_step.py``).
+        Weights of each tap's Eq. 1 term and Eq. 2 (negative-entropy) term: one number or one
+        per tap. ``beta=0`` (default) leaves Eq. 2 out: 0.01 measured no better and costs time
+        per step.
     mi
-        ``"ce"`` (default: the same cross-entropy as the output, per tap: classic deep
-        supervision), ``"joint"`` (the paper's heterogeneous image-wise MI) or ``"variational"``
-        (the Barber-Agakov bound).
+        The estimator of Eq. 1 (:func:`imachsr.losses.mutual_information_loss`): ``"eq1"``
+        (default: the paper's, the adapter's cross-entropy over every valid pixel),
+        ``"joint-image"`` or ``"variational-image"`` (this project's per-image readings, which
+        measured worse). The earlier names ``"ce"``, ``"joint"`` and ``"variational"`` still
+        work.
     ne_on
         ``"features"`` (Eq. 2 on the tap's channels) or ``"adapter"`` (on the adapter's logits).
     resolution
         ``"feature"`` (default): labels are resized (nearest, so ``ignore_index`` survives) to
         the tap's size; ``"label"``: adapter logits are resized (bilinear) to the label size.
-        Validation mIoU did not separate the two (docs/results-2026-cpu-ablations.md) and
-        ``"feature"`` costs half as much per tap.
+        Validation mIoU did not separate the two and ``"feature"`` costs half as much per tap.
     adapter
         ``"head"`` (default: 3x3 conv-BN-ReLU then 1x1, mmsegmentation's auxiliary head),
         ``"pointwise"`` or ``"separable"`` (the head with a 1x1, or a depthwise 3x3 and a 1x1,
-        in place of its 3x3: about a ninth of the arithmetic, and 2.3-4.5 validation mIoU
-        points below the head in the measurements) or ``"linear"`` (a 1x1 convolution: the
-        paper's dimension adapter, 1.2-5.4 mIoU points worse than heads), see
-        :mod:`imachsr.adapters`.
+        in place of its 3x3: about a ninth of the arithmetic, and lower mIoU in the
+        measurements) or ``"linear"`` (a 1x1 convolution: the paper's dimension adapter, worse
+        than heads), see :mod:`imachsr.adapters`.
     head_width
         Hidden channels of a ``"head"``, ``"pointwise"`` or ``"separable"`` adapter: the tap's
         channels, at most this. A 3x3 convolution from a wide, high-resolution tap costs as much
         as a backbone stage; a narrower head costs less (``benchmarks/bench_train_step.py``), but
-        64 lost most of the heads' gain in the measurements (2.4-2.6 validation mIoU points
-        below 256).
+        64 lost most of the heads' gain in the measurements.
     schedule
         ``"constant"`` (default), ``"linear"`` or ``"cosine"``: the factor on every ``alpha``
         and ``beta`` as training progresses (:mod:`imachsr.weighting`); the decaying ones reach
-        0 at the end (DSN); linear decay scored 1.5 and 0.7 validation mIoU points below constant
-        weights in the two regimes measured (the first beyond noise).
+        0 at the end (DSN); linear decay scored below constant weights in the measurements.
         With a decaying schedule, your training loop reports progress with :meth:`set_progress`;
         until it does, the factor stays 1 and a warning says so once.
     normalize_weights
@@ -179,7 +178,7 @@ class IMacHSR(nn.Module):
         position: str = "uniform",
         alpha: float | Sequence[float] = 0.4,
         beta: float | Sequence[float] = 0.0,
-        mi: str = "ce",
+        mi: str = "eq1",
         normalize_mi: bool = False,
         ne_on: str = "features",
         tau: float = 1.0,
@@ -197,8 +196,10 @@ class IMacHSR(nn.Module):
         check_head_width(head_width)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
-        if mi not in ESTIMATORS:
-            raise ValueError(f"mi must be one of {', '.join(ESTIMATORS)}; got {mi!r}.")
+        try:
+            mi = canonical_estimator(mi)
+        except ValueError as error:
+            raise ValueError(f"mi: {error}") from None
         if ne_on not in ("features", "adapter"):
             raise ValueError(f"ne_on must be 'features' or 'adapter'; got {ne_on!r}.")
         if resolution not in RESOLUTIONS:

@@ -35,6 +35,7 @@ from tapfinder.errors import InvalidInputError, TapfinderError
 from tapfinder.zoo import build_model
 
 from .adapters import CAPACITIES, HEAD_WIDTH
+from .losses import ESTIMATOR_ALIASES, ESTIMATORS, canonical_estimator
 from .data import CamVid, Cityscapes, DigitCanvas, PairedTransform, ShapeScenes, SynthiaSF
 from .metrics import SegmentationMetrics
 from .scheme import IMacHSR, SchemeOutput, masked_cross_entropy, model_logits
@@ -66,7 +67,7 @@ class TrainConfig:
     k: int = 3
     spacing: int = 1
     position: str = "uniform"
-    mi: str = "ce"
+    mi: str = "eq1"
     resolution: str = "feature"
     adapter: str = "head"
     head_width: int = HEAD_WIDTH
@@ -320,6 +321,9 @@ def _load_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
     if not isinstance(state, dict) or "objective" not in state:
         raise UsageError(f"--resume: {path} is not a training state written by imachsr train.")
     saved, current = state.get("config", {}), asdict(config)
+    if "mi" in saved:  # an earlier name of the same estimator is the same run
+        saved = {**saved, "mi": canonical_estimator(saved["mi"])}
+        current["mi"] = canonical_estimator(current["mi"])
     differ = [f"--{k.replace('_', '-')} {saved[k]!r} (now {current[k]!r})"
               for k in _RESUME_KEYS if k in saved and saved[k] != current[k]]
     if differ:
@@ -375,9 +379,11 @@ def describe_run(config: TrainConfig, taps: Sequence[str]) -> str:
     where = f"{config.model} on {config.data}, {config.epochs} epochs at batch {config.batch_size}"
     if config.method == "plain":
         return f"[{arm_name(config)}] {where}: output cross-entropy only"
+    estimator = {"eq1": "the paper's Eq. 1 (cross-entropy)"}.get(
+        canonical_estimator(config.mi), f"Eq. 1 estimated by {canonical_estimator(config.mi)}")
     return (f"[{arm_name(config)}] {where}: {len(taps)} taps ({', '.join(taps)}), "
-            f"{config.mi} per tap through {config.adapter} adapters, {config.schedule} weights"
-            + (f", negative entropy at beta {config.beta}" if config.beta else ""))
+            f"{estimator} per tap through {config.adapter} adapters, {config.schedule} weights"
+            + (f", Eq. 2 negative entropy at beta {config.beta}" if config.beta else ""))
 
 
 def epoch_line(record: dict, epochs: int, elapsed: float, per_epoch: float) -> str:
@@ -498,9 +504,13 @@ def _parser() -> argparse.ArgumentParser:
                         "typical block spans)")
     scheme.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position,
                         help="where auto taps go: uniform spreads them over the depth")
-    scheme.add_argument("--mi", choices=("joint", "variational", "ce"), default=defaults.mi,
-                        help="the term on each tap: ce (cross-entropy), or the paper's mutual "
-                        "information (joint, variational)")
+    scheme.add_argument("--mi", choices=(*ESTIMATORS, *ESTIMATOR_ALIASES), default=defaults.mi,
+                        metavar="{" + ",".join(ESTIMATORS) + "}",
+                        help="the estimator of each tap's Eq. 1 term: eq1 is the paper's (the "
+                        "tap adapter's cross-entropy over every pixel, a lower bound on the "
+                        "tap's mutual information with the labels); joint-image and "
+                        "variational-image are this project's per-image alternatives, which "
+                        "measured worse (earlier names ce, joint, variational also work)")
     scheme.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
                         help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1; "
                         "pointwise, separable: the head with a 1x1, or a depthwise 3x3 and a 1x1, "
@@ -512,9 +522,10 @@ def _parser() -> argparse.ArgumentParser:
     scheme.add_argument("--normalize-weights", action="store_true",
                         help="divide the objective by 1 + sum(alpha) (nnU-Net)")
     scheme.add_argument("--alpha", type=float, default=defaults.alpha,
-                        help="weight of each tap's term")
+                        help="weight of each tap's Eq. 1 term")
     scheme.add_argument("--beta", type=float, default=defaults.beta,
-                        help="weight of each tap's negative-entropy regulariser (0: none)")
+                        help="weight of each tap's Eq. 2 negative-entropy regulariser (0: none; "
+                        "it measured no effect)")
     scheme.add_argument("--resolution", choices=("label", "feature"), default=defaults.resolution,
                         help="compare taps with labels at the label size or at the tap's size")
     training = parser.add_argument_group("training")

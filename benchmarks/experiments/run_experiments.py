@@ -116,23 +116,25 @@ TAP_SETS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
 PAPER = {"method": "imachsr", "k": 3, "spacing": 1, "resolution": "feature", "alpha": 0.4,
          "beta": 0.01, "normalize_weights": False, "head_width": 256}
 SPREAD = {**PAPER, "position": "uniform", "taps_from": "mid-block"}
-DEFAULT = {"method": "imachsr", "k": 3, "spacing": 1, "position": "uniform", "mi": "ce",
+DEFAULT = {"method": "imachsr", "k": 3, "spacing": 1, "position": "uniform", "mi": "eq1",
            "adapter": "head", "head_width": 256, "schedule": "constant", "alpha": 0.4,
            "beta": 0.0, "resolution": "feature", "normalize_weights": False}
 ARMS: dict[str, tuple[dict, str]] = {
     "output-only": ({"method": "plain"}, "output cross-entropy only."),
     "shipped-0.1": (
         {**PAPER, "mi": "joint", "position": "input", "adapter": "linear", "schedule": "constant"},
-        "the defaults as shipped in 0.1: joint MI, 3 taps at position `input`, 1x1 adapters, "
-        "alpha 0.4 and beta 0.01 held constant."),
+        "the defaults as shipped in 0.1: this project's per-image joint MI (`mi='joint'`, now "
+        "`joint-image`), 3 taps at position `input`, 1x1 adapters, alpha 0.4 and beta 0.01 "
+        "held constant."),
     "joint-spread-head-decay": (
         {**SPREAD, "mi": "joint", "adapter": "head", "schedule": "linear"},
-        "joint MI; 3 taps spread over the network (`position='uniform'` as it chose before "
-        "2026-12-03); a 3x3 conv-BN-ReLU head before each adapter's 1x1; alpha 0.4 and beta "
-        "0.01 decayed linearly to 0."),
+        "this project's per-image joint MI (`joint-image`); 3 taps spread over the network "
+        "(`position='uniform'` as it chose before 2026-12-03); a 3x3 conv-BN-ReLU head before "
+        "each adapter's 1x1; alpha 0.4 and beta 0.01 decayed linearly to 0."),
     "ce-spread-head-decay": (
         {**SPREAD, "mi": "ce", "adapter": "head", "schedule": "linear"},
-        "classic deep supervision (cross-entropy per tap) with the same taps, heads and decay."),
+        "the paper's Eq. 1 (the head's cross-entropy per tap, `mi='ce'`, now `eq1`: also "
+        "classic deep supervision) with the same taps, heads and decay."),
     "ce-spread-linear-decay": (
         {**SPREAD, "mi": "ce", "adapter": "linear", "schedule": "linear"},
         "as `ce-spread-head-decay` with the paper's 1x1 adapters instead of heads."),
@@ -145,8 +147,8 @@ ARMS: dict[str, tuple[dict, str]] = {
         "as `ce-spread-head-decay` without the negative-entropy term (beta 0)."),
     "ce-spread-head-constant-no-ne": (
         {**SPREAD, "mi": "ce", "adapter": "head", "schedule": "constant", "beta": 0.0},
-        "the default objective (cross-entropy per tap through 3x3 heads, constant weights, no "
-        "negative entropy) on the taps `position='uniform'` chose before 2026-12-03, one of them "
+        "the default objective (the paper's Eq. 1 per tap through 3x3 heads, constant weights, "
+        "no Eq. 2) on the taps `position='uniform'` chose before 2026-12-03, one of them "
         "inside a residual block (`mid-block`)."),
     "ce-spread-head-constant": (
         {**SPREAD, "mi": "ce", "adapter": "head", "schedule": "constant"},
@@ -162,8 +164,8 @@ ARMS: dict[str, tuple[dict, str]] = {
         "arithmetic."),
     "default-auto": (
         {**DEFAULT, "taps_from": "auto"},
-        "the library's defaults: cross-entropy per tap through 3x3 heads, constant weights 0.4, "
-        "on the 3 taps the library chooses."),
+        "the library's defaults: the paper's Eq. 1 (cross-entropy) per tap through 3x3 heads, "
+        "constant weights 0.4, no Eq. 2, on the 3 taps the library chooses."),
     "default-expert": (
         {**DEFAULT, "taps_from": "expert"},
         "the default objective on the taps a practitioner would pick for the family."),
@@ -186,9 +188,12 @@ def is_default(options: dict) -> bool:
     """Whether an iMacHSR arm's options are the library's defaults."""
     from imachsr.train import TrainConfig
 
+    from imachsr.losses import canonical_estimator
+
     defaults = TrainConfig()
+    spelled = {**options, "mi": canonical_estimator(options.get("mi", defaults.mi))}
     return (options["method"] == "imachsr" and options.get("taps_from", "auto") == "auto"
-            and all(getattr(defaults, key) == value for key, value in options.items()
+            and all(getattr(defaults, key) == value for key, value in spelled.items()
                     if key not in RUN_KEYS))
 
 

@@ -7,6 +7,8 @@ import torch
 
 from imachsr.losses import information_loss, label_statistics, mutual_information_loss, negative_entropy
 
+JOINT = "joint-image"  # this project's per-image estimator
+
 
 def confident(labels: torch.Tensor, classes: int, permutation=None) -> torch.Tensor:
     """Logits ``(B, K, H, W)`` predicting ``permutation[label]`` with near certainty."""
@@ -21,7 +23,7 @@ def label_entropy(labels: torch.Tensor, classes: int) -> float:
 
 
 def hand_joint_mi(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> float:
-    """Eq. 1 with plain loops: P(c, k) = mean over valid pixels of onehot(y)_c * softmax_k."""
+    """The per-image joint estimator with plain loops: P(c, k) = mean over valid pixels of onehot(y)_c * softmax_k."""
     classes = logits.shape[1]
     values = []
     for b in range(logits.shape[0]):
@@ -46,25 +48,28 @@ def hand_joint_mi(logits: torch.Tensor, labels: torch.Tensor, ignore: int) -> fl
 def test_perfect_prediction_has_mi_equal_to_label_entropy_even_when_permuted():
     labels = torch.tensor([[[0, 1, 2, 2], [0, 0, 1, 2]]])
     for permutation in (None, [2, 0, 1]):
-        loss = mutual_information_loss(confident(labels, 3, permutation), labels)
+        loss = mutual_information_loss(confident(labels, 3, permutation), labels, estimator=JOINT)
         assert float(-loss) == pytest.approx(label_entropy(labels, 3), abs=1e-4)
-        normalised = mutual_information_loss(confident(labels, 3, permutation), labels, normalize=True)
+        normalised = mutual_information_loss(confident(labels, 3, permutation), labels,
+                                             estimator=JOINT, normalize=True)
         assert float(-normalised) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_constant_prediction_has_zero_mi():
     labels = torch.randint(0, 4, (2, 5, 5))
     logits = torch.randn(1, 4, 1, 1).expand(2, 4, 5, 5)
-    assert float(mutual_information_loss(logits, labels)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mutual_information_loss(logits, labels, estimator=JOINT)) == pytest.approx(
+        0.0, abs=1e-6)
 
 
 def test_joint_is_invariant_to_permuting_adapter_channels_variational_is_not():
     torch.manual_seed(0)
     logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
     permuted = logits[:, [1, 2, 0]]
-    joint = [mutual_information_loss(x, labels) for x in (logits, permuted)]
+    joint = [mutual_information_loss(x, labels, estimator=JOINT) for x in (logits, permuted)]
     assert float(joint[0]) == pytest.approx(float(joint[1]), abs=1e-6)
-    variational = [mutual_information_loss(x, labels, estimator="variational") for x in (logits, permuted)]
+    variational = [mutual_information_loss(x, labels, estimator="variational-image")
+                   for x in (logits, permuted)]
     assert float(variational[0]) != pytest.approx(float(variational[1]), abs=1e-3)
 
 
@@ -73,23 +78,30 @@ def test_joint_matches_a_hand_computation():
     logits, labels = torch.randn(3, 3, 2, 3), torch.randint(0, 3, (3, 2, 3))
     labels[0, 0] = 255
     expected = hand_joint_mi(logits, labels, 255)
-    assert float(-mutual_information_loss(logits, labels)) == pytest.approx(expected, abs=1e-5)
+    assert float(-mutual_information_loss(logits, labels, estimator=JOINT)) == pytest.approx(
+        expected, abs=1e-5)
 
 
-def test_variational_is_the_barber_agakov_bound_and_ce_the_plain_cross_entropy():
+def test_eq1_is_the_papers_cross_entropy_over_every_pixel_and_variational_its_per_image_bound():
+    """Eq. 1 as published: -1/(|D||Omega|) sum_i sum_p sum_k y_ipk log q_k(z_ip), by hand."""
     torch.manual_seed(2)
     logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
-    ce = torch.nn.functional.cross_entropy(logits, labels)
-    assert float(mutual_information_loss(logits, labels, estimator="ce")) == pytest.approx(float(ce), abs=1e-5)
+    log_q = torch.log_softmax(logits, dim=1)
+    by_hand = -sum(float(log_q[i, labels[i, h, w], h, w]) for i in range(2) for h in range(4)
+                   for w in range(4)) / (2 * 16)
+    for name in ("eq1", "ce"):  # the earlier name is the same estimator
+        assert float(mutual_information_loss(logits, labels, estimator=name)) == pytest.approx(
+            by_hand, abs=1e-5)
+    assert float(mutual_information_loss(logits, labels)) == pytest.approx(by_hand, abs=1e-5)
     per_image = [
         label_entropy(labels[b], 3) - float(torch.nn.functional.cross_entropy(logits[b:b + 1], labels[b:b + 1]))
         for b in range(2)
     ]
-    bound = -float(mutual_information_loss(logits, labels, estimator="variational"))
+    bound = -float(mutual_information_loss(logits, labels, estimator="variational-image"))
     assert bound == pytest.approx(sum(per_image) / 2, abs=1e-5)
 
 
-@pytest.mark.parametrize("estimator", ["joint", "variational", "ce"])
+@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1"])
 def test_ignored_pixels_change_nothing(estimator):
     torch.manual_seed(3)
     logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
@@ -101,7 +113,7 @@ def test_ignored_pixels_change_nothing(estimator):
     assert float(a) == pytest.approx(float(b), abs=1e-6)
 
 
-@pytest.mark.parametrize("estimator", ["joint", "variational", "ce"])
+@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1"])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_degenerate_images_stay_finite(estimator, normalize):
     logits = torch.randn(3, 4, 3, 3, requires_grad=True)
@@ -135,7 +147,8 @@ def test_mismatched_sizes_are_refused_with_a_hint():
 def test_classification_treats_the_batch_as_the_sample_set():
     labels = torch.tensor([0, 1, 2, 1])
     logits = confident(labels.view(1, 4, 1), 3)[0].permute(1, 0, 2).reshape(4, 3)
-    assert float(-mutual_information_loss(logits, labels)) == pytest.approx(label_entropy(labels, 3), abs=1e-4)
+    assert float(-mutual_information_loss(logits, labels, estimator=JOINT)) == pytest.approx(
+        label_entropy(labels, 3), abs=1e-4)
 
 
 def test_negative_entropy_is_minimal_for_the_uniform_distribution():
@@ -198,7 +211,28 @@ def test_label_statistics_are_computed_once_and_give_the_same_loss():
     labels[0, 0] = 255
     logits = torch.randn(2, 4, 6, 6)
     statistics = label_statistics(labels, 4, 255)
-    for estimator in ("joint", "variational", "ce"):
+    for estimator in ("joint-image", "variational-image", "eq1"):
         direct = mutual_information_loss(logits, labels, estimator=estimator)
         shared = information_loss(logits, statistics, estimator=estimator, normalize=False)
         assert float(shared) == pytest.approx(float(direct), abs=1e-7)
+
+
+def test_the_readme_and_the_help_say_the_default_is_the_papers_eq1_not_plain_cross_entropy():
+    """The default estimator is the paper's Eq. 1 in its published form; the words users read
+    must say so, and must not call this project's per-image joint estimator the paper's."""
+    from pathlib import Path
+
+    from imachsr import IMacHSR
+    from imachsr.train import TrainConfig, _parser
+
+    root = Path(__file__).resolve().parents[2]
+    readme = " ".join((root / "README.md").read_text().split())
+    assert ("By default the tap term is the paper's Eq. 1 in its published form: the "
+            "cross-entropy of the tap's adapter over every pixel, which maximises a lower bound "
+            "on the mutual information between the tap and the labels.") in readme
+    assert "`joint-image`, this project's own per-image estimate" in readme
+    assert "paper's joint mutual information" not in readme
+    assert TrainConfig().mi == "eq1"
+    assert IMacHSR.__init__.__kwdefaults__["mi"] == "eq1"
+    help_text = " ".join(_parser().format_help().split())
+    assert "eq1 is the paper's" in help_text and "this project's per-image alternatives" in help_text

@@ -36,8 +36,8 @@ def batch(classes: int = 3, size: int = 16):
 
 
 def scheme_for(model=None, **options):
-    """The paper's configuration (joint MI, 1x1 adapters, constant weights) unless overridden:
-    the hand computations below follow the paper's equations."""
+    """The 0.1 configuration (per-image joint MI, 1x1 adapters, constant weights) unless
+    overridden: the hand computations below follow its equations."""
     model = model or TinySegmenter()
     options = {"taps": ["stem", "down"], "mi": "joint", "adapter": "linear",
                "schedule": "constant", **options}
@@ -58,9 +58,10 @@ def test_objective_matches_a_hand_computation(resolution):
         adapter = scheme.adapters[name](feature)
         resized = F.interpolate(y[:, None].float(), size=feature.shape[2:], mode="nearest")[:, 0]
         if resolution == "label":
-            mi = mutual_information_loss(F.interpolate(adapter, size=(16, 16), mode="bilinear"), y)
+            mi = mutual_information_loss(F.interpolate(adapter, size=(16, 16), mode="bilinear"), y,
+                                         estimator="joint-image")
         else:
-            mi = mutual_information_loss(adapter, resized.long())
+            mi = mutual_information_loss(adapter, resized.long(), estimator="joint-image")
         valid = resized != 255
         ne = negative_entropy(feature, mask=valid)
         assert out.terms[f"mi/{name}"] == pytest.approx(float(mi.detach()), abs=1e-5)
@@ -138,7 +139,7 @@ def test_auto_taps_and_options():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"mi": "nce"}, "mi must be one of"),
+    ({"mi": "nce"}, "mi: the estimator must be one of eq1, joint-image, variational-image"),
     ({"ne_on": "output"}, "ne_on must be"),
     ({"resolution": "native"}, "resolution must be"),
     ({"alpha": [0.1, 0.2, 0.3]}, "alpha has 3 values for 2 taps"),

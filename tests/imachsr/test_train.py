@@ -113,7 +113,7 @@ def test_train_help_gives_every_option_its_default(capsys):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "which a mirror changes) --train-length" in text  # no "(default: None)" for --flip
-    for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: ce)",
+    for shown in ("--k K number of auto taps (default: 3)", "(default: uniform)", "(default: eq1)",
                   "(default: head)", "(default: 256)", "(default: constant)", "(default: 0.4)",
                   "(default: 0.0)", "(default: 8)",
                   "(default: 0.002)", "(default: runs/imachsr)"):
@@ -186,4 +186,4 @@ def test_a_run_names_its_negative_entropy_only_when_it_has_one():
     taps = ["layer1", "layer3"]
     assert "negative entropy" not in describe_run(TrainConfig(), taps)
     assert describe_run(TrainConfig(beta=0.01), taps).endswith(
-        "constant weights, negative entropy at beta 0.01")
+        "constant weights, Eq. 2 negative entropy at beta 0.01")
