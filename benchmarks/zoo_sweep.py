@@ -174,7 +174,7 @@ def _timm_trace(model: Any) -> Any:
 def sweep_one(spec: str, run_params: int) -> dict:
     """Run every stage on one model; the record says which stage failed and why."""
     import tapfinder
-    from tapfinder.quality import tap_quality
+    from tapfinder.taps.quality import tap_quality
 
     record: dict[str, Any] = {"model": spec, "outcome": "ok", "seconds": {}}
     stage = "build"
@@ -394,7 +394,7 @@ def report(records: list[dict], elapsed: float) -> str:
 
 
 def tap_quality_report(records: list[dict]) -> list[str]:
-    """Totals of the default taps' structural quality (tapfinder.quality) over the models whose
+    """Totals of the default taps' structural quality (tapfinder.taps.quality) over the models whose
     taps were chosen."""
     measured = [r["tap_quality"] for r in records if "tap_quality" in r]
     if not measured:

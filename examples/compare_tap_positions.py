@@ -22,7 +22,7 @@ import statistics
 
 import tapfinder
 from imachsr.train import TrainConfig, train
-from tapfinder.positions import POSITIONS
+from tapfinder.taps.positions import POSITIONS
 from tapfinder.zoo import build_model
 
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tapfinder import ArchGraph
-from tapfinder.tokens import token_grid
+from tapfinder.graph.tokens import token_grid
 
 __all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES",
            "HEAD_WIDTH"]

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from tapfinder.inputs import normalize_example_inputs, random_inputs
-from tapfinder.preserve import preserved_state
+from tapfinder.capture.example_inputs import normalize_example_inputs, random_inputs
+from tapfinder.capture.model_state import preserved_state
 
 from .instrument import TappedModel
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 import tapfinder
 from tapfinder import Tap
 from tapfinder.errors import TraceFailure
-from tapfinder.inputs import normalize_example_inputs
+from tapfinder.capture.example_inputs import normalize_example_inputs
 
 from .adapters import CAPACITIES, HEAD_WIDTH, adapter_key, adapters_for, check_head_width
 from .instrument import instrument, resolve_taps

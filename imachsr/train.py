@@ -502,7 +502,7 @@ def _parser() -> argparse.ArgumentParser:
     scheme.add_argument("--spacing", type=int, default=defaults.spacing,
                         help="minimum distance between auto taps, in bases (the layers a "
                         "typical block spans)")
-    scheme.add_argument("--position", choices=tapfinder.rank.POSITIONS, default=defaults.position,
+    scheme.add_argument("--position", choices=tapfinder.taps.positions.POSITIONS, default=defaults.position,
                         help="where auto taps go: uniform spreads them over the depth")
     scheme.add_argument("--mi", choices=(*ESTIMATORS, *ESTIMATOR_ALIASES), default=defaults.mi,
                         metavar="{" + ",".join(ESTIMATORS) + "}",

@@ -1,6 +1,10 @@
 """tapfinder: find the transition points of any PyTorch network.
 
-Trace a model into an annotated architecture graph::
+The package follows the data's path: :mod:`tapfinder.capture` traces a model,
+:mod:`tapfinder.graph` holds the annotated graph and its structure, :mod:`tapfinder.taps`
+finds candidates and chooses taps, :mod:`tapfinder.show` draws and reports them;
+:mod:`tapfinder.cli`, :mod:`tapfinder.zoo` and :mod:`tapfinder.errors` sit at the top. Trace a
+model into an annotated architecture graph::
 
     import tapfinder, torchvision
     arch = tapfinder.trace(torchvision.models.resnet50(), (1, 3, 224, 224))
@@ -9,8 +13,6 @@ Trace a model into an annotated architecture graph::
     tapfinder.render(arch, "resnet50.svg", candidates=tapfinder.find_candidates(arch), taps=taps)
 """
 
-import sys
-import types
 from importlib import import_module
 
 from ._version import __version__
@@ -18,20 +20,22 @@ from ._version import __version__
 # Names load their module on first use, so `import tapfinder` (and `tapfinder --help`) does not
 # import torch until something needs it.
 _EXPORTS = {
-    "Candidate": "candidates", "find_candidates": "candidates", "registered_kinds": "candidates",
-    "rule": "candidates", "InvalidInputError": "errors", "ShapePropagationError": "errors",
-    "TapfinderError": "errors", "TraceFailure": "errors", "ArchGraph": "graph", "Tap": "rank",
-    "select_taps": "rank", "AutoLeafWarning": "trace", "Inputs": "inputs",
-    "EagerGraphWarning": "trace",
+    "trace": "capture.tracing", "AutoLeafWarning": "capture.tracing",
+    "EagerGraphWarning": "capture.tracing", "Inputs": "capture.example_inputs",
+    "ArchGraph": "graph", "Candidate": "taps.candidates", "find_candidates": "taps.candidates",
+    "registered_kinds": "taps.candidates", "rule": "taps.candidates", "Tap": "taps.selection",
+    "select_taps": "taps.selection", "render": "show.drawing", "InvalidInputError": "errors",
+    "ShapePropagationError": "errors", "TapfinderError": "errors", "TraceFailure": "errors",
+    "TapShortfallWarning": "errors",
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     elif not name.startswith("__"):
         try:
-            value = import_module(f".{name}", __name__)  # tapfinder.rank, tapfinder.zoo, ...
+            value = import_module(f".{name}", __name__)  # tapfinder.zoo, tapfinder.graph, ...
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.{name}":
                 raise  # the submodule exists but needs a package that is missing
@@ -43,36 +47,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, "trace", "render"})
-
-
-class _Package(types.ModuleType):
-    """``trace`` and ``render`` name both a submodule and the function it defines. Importing a
-    submodule sets the package attribute to the module; these properties keep the functions
-    (as the eager ``from .trace import trace`` did)."""
-
-    @property
-    def trace(self):  # noqa: ANN202 - the function, typed where it is defined
-        from .trace import trace
-
-        return trace
-
-    @trace.setter
-    def trace(self, module: types.ModuleType) -> None:
-        pass
-
-    @property
-    def render(self):  # noqa: ANN202
-        from .render import render
-
-        return render
-
-    @render.setter
-    def render(self, module: types.ModuleType) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
+    return sorted({*globals(), *_EXPORTS})
 
 
 __all__ = [
@@ -93,4 +68,5 @@ __all__ = [
     "InvalidInputError",
     "TraceFailure",
     "ShapePropagationError",
+    "TapShortfallWarning",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ._version import __version__
 from .errors import InvalidInputError, TapfinderError
-from .positions import POSITIONS
+from .taps.positions import POSITIONS
 from .zoo import SPEC_HELP, build_model
 
 # The analysis modules (and torch) are imported in main(), after the arguments are parsed, so
@@ -123,11 +123,11 @@ def _example_inputs(shapes: list[tuple[int, ...]] | None, dtype: str) -> tuple[o
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     arguments = _parser().parse_args(argv)
-    from .candidates import find_candidates
-    from .rank import select_taps
-    from .render import LARGE_DRAWING, drawn_boxes, render
-    from .report import report_document, report_table
-    from .trace import EagerGraphWarning, trace
+    from .capture.tracing import EagerGraphWarning, trace
+    from .show.drawing import LARGE_DRAWING, drawn_boxes, render
+    from .show.report import report_document, report_table
+    from .taps.candidates import find_candidates
+    from .taps.selection import select_taps
 
     try:
         model = build_model(arguments.model)

@@ -1,8 +1,10 @@
-"""Errors tapfinder raises on purpose, each with a message that says what to do next."""
+"""Errors tapfinder raises, and warnings it gives, on purpose, each with a message that says what
+to do next."""
 
 from __future__ import annotations
 
-__all__ = ["TapfinderError", "TraceFailure", "ShapePropagationError", "InvalidInputError"]
+__all__ = ["TapfinderError", "TraceFailure", "ShapePropagationError", "InvalidInputError",
+           "TapShortfallWarning"]
 
 
 class TapfinderError(Exception):
@@ -27,3 +29,9 @@ class ShapePropagationError(TapfinderError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class TapShortfallWarning(UserWarning):
+    """:func:`~tapfinder.select_taps` chose fewer taps than asked for: the model, the spacing or
+    the position window cannot hold ``k`` (the message says which setting held them back), or
+    no candidate may be a tap at all."""

@@ -213,7 +213,7 @@ def random_taps(model_spec: str, size: int, seed: int, k: int = 3) -> list[str]:
 
     import tapfinder
     from imachsr.train import build_model_for
-    from tapfinder.rank import merge_candidates
+    from tapfinder.taps.selection import merge_candidates
 
     with torch.device("meta"):
         model = build_model_for(model_spec, 11)

@@ -118,8 +118,9 @@ def test_every_recorded_arm_ran_on_the_taps_its_options_pick_today():
     """The records stay evidence for an arm only while its options still choose the taps the
     runs trained on: a change to the ranker (or to what ``spacing`` counts) that moves them
     makes the recorded runs describe another arm."""
-    import tapfinder
     from run_experiments import ARMS, REGIMES, named_taps, random_taps
+
+    import tapfinder
 
     regimes = load_records(EXPERIMENTS.parents[1] / "docs" / "results")
     checked = 0
@@ -157,9 +158,10 @@ def test_every_named_tap_set_names_tensors_of_its_model():
 
 
 def test_random_taps_are_candidates_drawn_again_alike_for_a_seed():
-    import tapfinder
     from run_experiments import random_taps
-    from tapfinder.rank import merge_candidates
+
+    import tapfinder
+    from tapfinder.taps.selection import merge_candidates
 
     model = "smp:DeepLabV3Plus:tu-resnet10t"
     arch = _traced(model, 64)

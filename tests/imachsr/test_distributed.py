@@ -11,7 +11,9 @@ import imachsr
 
 
 def train_rank(rank: int, world_size: int, init_file: str, result_file: str) -> None:
-    from test_scheme import TinySegmenter  # spawned processes import the test helpers afresh
+    from test_scheme import (
+        TinySegmenter,  # spawned processes import the test helpers afresh
+    )
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:

@@ -4,8 +4,14 @@ import warnings
 
 import pytest
 import torch
-from architectures import (GatedNet, RootBranchNet, ShapeCheckNet, SmallNet, TinyTokenTransformer,
-                           TorchEncoderViT)
+from architectures import (
+    GatedNet,
+    RootBranchNet,
+    ShapeCheckNet,
+    SmallNet,
+    TinyTokenTransformer,
+    TorchEncoderViT,
+)
 from torch import nn
 
 import imachsr

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from imachsr.losses import information_loss, label_statistics, mutual_information_loss, negative_entropy
+from imachsr.losses import (
+    information_loss,
+    label_statistics,
+    mutual_information_loss,
+    negative_entropy,
+)
 
 JOINT = "joint-image"  # this project's per-image estimator
 

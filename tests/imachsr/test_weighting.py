@@ -4,10 +4,10 @@ import math
 import warnings
 
 import pytest
+from test_scheme import TinySegmenter, batch
 
 import imachsr
 from imachsr.weighting import normalisation, schedule_factor
-from test_scheme import TinySegmenter, batch
 
 
 @pytest.mark.parametrize("progress", [0.0, 0.1, 0.5, 0.9, 1.0])

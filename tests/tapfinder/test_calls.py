@@ -8,9 +8,9 @@ from torch import nn
 
 import tapfinder
 from tapfinder import Inputs
-from tapfinder.calls import CallSpec
+from tapfinder.capture.call_binding import CallSpec
+from tapfinder.capture.example_inputs import normalize_example_inputs
 from tapfinder.errors import InvalidInputError
-from tapfinder.inputs import normalize_example_inputs
 
 
 class ManyInputs(nn.Module):

@@ -130,10 +130,11 @@ def test_help_answers_without_importing_torch():
 
 
 def test_the_lazy_package_keeps_trace_and_render_as_functions_after_their_modules_load():
-    code = ("import tapfinder, tapfinder.trace, tapfinder.render, tapfinder.rank\n"
+    code = ("import tapfinder, tapfinder.capture.tracing, tapfinder.show.drawing\n"
+            "import tapfinder.taps.selection\n"
             "assert callable(tapfinder.trace) and callable(tapfinder.render), "
             "(tapfinder.trace, tapfinder.render)\n"
-            "assert tapfinder.rank.POSITIONS[0] == 'uniform' and 'trace' in dir(tapfinder)\n"
+            "assert tapfinder.taps.positions.POSITIONS[0] == 'uniform' and 'trace' in dir(tapfinder)\n"
             "print('ok')")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.stdout.strip() == "ok", completed.stderr

@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import tapfinder
-from tapfinder.guards import guard_violations
-from tapfinder.rank import merge_candidates
+from tapfinder.taps.guards import guard_violations
+from tapfinder.taps.selection import merge_candidates
 
 
 class PaddedStem(nn.Module):
@@ -215,7 +215,7 @@ def test_default_taps_on_the_zoo_break_no_guard(build, position):
 
 @pytest.mark.parametrize("position", ["input", "uniform"])
 def test_at_most_one_tap_per_repeated_block(position):
-    from tapfinder.rank import repeated_blocks
+    from tapfinder.graph.structure import repeated_blocks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -242,7 +242,7 @@ class _LayerScaledBlock(torch.nn.Module):
 
 
 def test_a_layer_scaled_branch_end_moves_to_its_scale_and_is_no_tap():
-    from tapfinder.rank import canonical_node
+    from tapfinder.graph.structure import canonical_node
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), *[_LayerScaledBlock(16) for _ in range(4)])
     arch = tapfinder.trace(model, (2, 10, 8))

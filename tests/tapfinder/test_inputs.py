@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from tapfinder import Inputs
+from tapfinder.capture.example_inputs import normalize_example_inputs, random_inputs
 from tapfinder.errors import InvalidInputError
-from tapfinder.inputs import normalize_example_inputs, random_inputs
 
 
 def shapes(inputs):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import tapfinder
-from tapfinder.quality import tap_quality
+from tapfinder.taps.quality import tap_quality
 
 tv = pytest.importorskip("torchvision.models")
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import tapfinder
-from tapfinder.candidates import find_candidates
-from tapfinder.rank import base_distance, select_taps
+from tapfinder.graph.structure import base_distance
+from tapfinder.taps.candidates import find_candidates
+from tapfinder.taps.selection import select_taps
 
 tv = pytest.importorskip("torchvision.models")
 
@@ -134,7 +135,7 @@ class SharedBlockNet(torch.nn.Module):
 
 
 def test_a_block_shared_across_the_depth_is_a_block_per_call():
-    from tapfinder.rank import repeated_blocks
+    from tapfinder.graph.structure import repeated_blocks
 
     arch = tapfinder.trace(SharedBlockNet(), (2, 10, 8))
     assert set(repeated_blocks(arch).values()) == {"layers.0", "layers.0@1", "layers.0@2",
@@ -145,7 +146,7 @@ def test_a_block_shared_across_the_depth_is_a_block_per_call():
     assert len({repeated_blocks(arch).get(t.node) for t in taps}) == 3
     # Each call has its own output, which the tap closes and the quality measure counts.
     assert [t.closes for t in taps] == ["layers.0", "layers.0@1", "layers.0@2"]
-    assert tapfinder.quality.tap_quality(arch, taps).block_outputs == 3
+    assert tapfinder.taps.quality.tap_quality(arch, taps).block_outputs == 3
 
 
 class TwoSumBlock(torch.nn.Module):
@@ -226,7 +227,8 @@ def test_a_lone_layer_is_not_a_block_a_tap_closes():
 
 def test_layers_of_torch_transformer_encoder_are_blocks_with_one_tap_each():
     from architectures import TorchEncoderViT
-    from tapfinder.rank import repeated_blocks
+
+    from tapfinder.graph.structure import repeated_blocks
 
     arch = tapfinder.trace(TorchEncoderViT(), (2, 3, 32, 32))
     assert set(repeated_blocks(arch).values()) == {f"encoder.layers.{i}" for i in range(4)}
@@ -285,13 +287,13 @@ def test_the_first_tap_moves_to_an_earlier_stage_when_the_last_stage_holds_most_
     assert strides == [8.0, 16.0, 16.0], [(t.node, s) for t, s in zip(taps, strides)]
     assert taps[0].closes == "7"  # the stride-8 stage's one-block Sequential
     assert any("so that the taps read two resolutions" in reason for reason in taps[0].reasons)
-    assert tapfinder.quality.tap_quality(arch, taps).covers_resolutions
+    assert tapfinder.taps.quality.tap_quality(arch, taps).covers_resolutions
 
 
 def test_a_conv_stem_is_no_stage_to_move_a_tap_to():
     """XCiT-like: strided convolutions down to stride 8, then every block at stride 8. The
     stem's strides hold one layer each, so the model has one stage and the taps stay in it."""
-    from tapfinder.rules._common import stage_strides
+    from tapfinder.graph.structure import stage_strides
 
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GELU(),
@@ -323,7 +325,7 @@ class _XceptionLikeBlock(torch.nn.Module):
 
 
 def test_numbered_names_are_blocks_outside_indexed_blocks_and_parts_inside_them():
-    from tapfinder.rank import repeated_blocks
+    from tapfinder.graph.structure import repeated_blocks
 
     with torch.device("meta"):
         vit = tapfinder.trace(tv.vit_b_16(), (1, 3, 224, 224))

@@ -8,7 +8,7 @@ import torch
 
 import imachsr
 import tapfinder
-from tapfinder.inputs import normalize_example_inputs, random_inputs
+from tapfinder.capture.example_inputs import normalize_example_inputs, random_inputs
 from tests.model_state import assert_same, snapshot
 
 tv = pytest.importorskip("torchvision.models")

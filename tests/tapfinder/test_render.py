@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import tapfinder
-from tapfinder.candidates import find_candidates
-from tapfinder.rank import select_taps
-from tapfinder.render import drawn_boxes, render
+from tapfinder.show.drawing import drawn_boxes, render
+from tapfinder.taps.candidates import find_candidates
+from tapfinder.taps.selection import select_taps
 
 tv = pytest.importorskip("torchvision.models")
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is missing")

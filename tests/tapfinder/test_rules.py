@@ -7,8 +7,8 @@ import torch
 from architectures import TinyTokenTransformer
 
 import tapfinder
-from tapfinder.candidates import Candidate, find_candidates, registered_kinds, rule
-from tapfinder.rank import canonical_node
+from tapfinder.graph.structure import canonical_node
+from tapfinder.taps.candidates import Candidate, find_candidates, registered_kinds, rule
 
 tv = pytest.importorskip("torchvision.models")
 smp = pytest.importorskip("segmentation_models_pytorch")
@@ -130,7 +130,7 @@ def test_custom_rules_register_without_touching_the_ranker(resnet50):
         assert "wide" in registered_kinds()
         assert find_candidates(arch, ["wide"])
     finally:
-        from tapfinder import candidates as registry
+        from tapfinder.taps import candidates as registry
 
         registry._RULES.pop("wide")
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import tapfinder
-from tapfinder.guards import guard_violations
-from tapfinder.rules._common import is_identity
+from tapfinder.graph.node_kinds import is_identity
+from tapfinder.taps.guards import guard_violations
 
 pytest.importorskip("segmentation_models_pytorch")
 pytest.importorskip("timm")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tapfinder.shape_rules import binary_output, layer_output
+from tapfinder.capture.shape_formulas import binary_output, layer_output
 
 LAYERS = [
     (nn.Conv2d(3, 8, 3), (2, 3, 17, 15)),

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidInputError
-from .inputs import Inputs, map_leaves, same_sequence
+from ..errors import InvalidInputError
+from .example_inputs import Inputs, map_leaves, same_sequence
 
 __all__ = ["CallSpec"]
 

@@ -26,10 +26,10 @@ import torch
 from torch import fx
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from .errors import ShapePropagationError
-from .shape_rules import binary_output, layer_output
-from .swap import swapped_tensors
-from .tracer import TracedModel
+from ..errors import ShapePropagationError
+from .fx_tracer import TracedModel
+from .model_state import swapped_tensors
+from .shape_formulas import binary_output, layer_output
 
 __all__ = ["ValueInfo", "propagate_shapes"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import graphviz
 
-from .candidates import Candidate
-from .graph import ArchGraph, carries_tensors
-from .rank import Tap, merge_candidates
+from ..graph import ArchGraph, carries_tensors
+from ..taps.candidates import Candidate
+from ..taps.selection import Tap, merge_candidates
 
 __all__ = ["render", "drawn_boxes", "KIND_COLOURS", "LARGE_DRAWING"]
 

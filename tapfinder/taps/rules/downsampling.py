@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import is_feature, size_text, where
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import is_feature, size_text, where
 
 KIND = "downsampling"
 

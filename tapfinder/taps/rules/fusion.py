@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import function_name, is_feature, is_join, where
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import function_name, is_feature, is_join, where
 
 KIND = "fusion"
 

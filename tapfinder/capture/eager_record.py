@@ -25,11 +25,11 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
-from .calls import CallSpec
-from .inputs import Inputs, random_inputs, tensors_in
-from .preserve import preserved_state
-from .shapes import ValueInfo, describe_value
-from .tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, ScopeTracer, TracedModel
+from .call_binding import CallSpec
+from .example_inputs import Inputs, random_inputs, tensors_in
+from .fx_tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, ScopeTracer, TracedModel
+from .model_state import preserved_state
+from .shape_propagation import ValueInfo, describe_value
 
 __all__ = ["record_eager_run"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["Inputs", "normalize_example_inputs", "random_inputs"]
 

@@ -9,14 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .eager import record_eager_run
-from .errors import InvalidInputError, TraceFailure
-from .graph import ArchGraph, build_arch_graph
-from .calls import CallSpec
-from .inputs import Inputs, normalize_example_inputs
-from .preserve import preserved_state
-from .shapes import propagate_shapes
-from .tracer import RootNotTraced, TracedModel, trace_model
+from ..errors import InvalidInputError, TraceFailure
+from ..graph import ArchGraph
+from ..graph.annotate import build_arch_graph
+from .call_binding import CallSpec
+from .eager_record import record_eager_run
+from .example_inputs import Inputs, normalize_example_inputs
+from .fx_tracer import RootNotTraced, TracedModel, trace_model
+from .model_state import preserved_state
+from .shape_propagation import propagate_shapes
 
 __all__ = ["trace", "AutoLeafWarning", "EagerGraphWarning"]
 
@@ -67,7 +68,7 @@ def trace(
         shapes (``if h % 32: ...``) are decided for the example shapes and listed in
         ``ArchGraph.shape_guards``: the graph is specialised to those shapes. Where the root
         module's own forward cannot be traced (a loop over detections), the graph records one
-        eager run instead (``shape_mode == "eager"``, see :mod:`tapfinder.eager`), with an
+        eager run instead (``shape_mode == "eager"``, see :mod:`tapfinder.capture.eager_record`), with an
         :class:`EagerGraphWarning` that names the line fx stopped at.
 
     Raises

@@ -3,9 +3,10 @@ in layer index; both the join and the skip's source."""
 
 from __future__ import annotations
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import function_name, is_feature, is_join, size_text, where
+from ...graph.structure import data_nodes
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import data_nodes, function_name, is_feature, is_join, size_text, where
 
 KIND = "skip_join"
 MIN_GAP = 2  # parametric layers the skipped path must hold

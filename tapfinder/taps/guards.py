@@ -35,12 +35,17 @@ from __future__ import annotations
 
 import math
 
-from .graph import ArchGraph
-from .rules._common import (function_name, input_batch, is_identity, is_sum, norm_kind, scope_bounds,
-                            tensor_inputs)
-from .rules.attention import is_attention_core
+from ..graph import ArchGraph
+from ..graph.node_kinds import (
+    function_name,
+    is_identity,
+    is_sum,
+    norm_kind,
+    tensor_inputs,
+)
+from ..graph.structure import attention_interior, input_batch, residual_interiors
 
-__all__ = ["guard_violations", "attention_interior", "residual_interiors"]
+__all__ = ["guard_violations"]
 
 
 def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = None,
@@ -86,16 +91,6 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     return violations
 
 
-def attention_interior(arch: ArchGraph) -> set[str]:
-    """The nodes strictly inside the modules that hold an attention core: every node of such a
-    module but its output. A core in the root's own code has no module to bound it: nothing."""
-    first, last_tensor = scope_bounds(arch)
-    scopes = {attrs["scope"][-1] for name, attrs in arch.graph.nodes(data=True)
-              if attrs["scope"] and is_attention_core(arch, name)}
-    return {name for name, attrs in arch.graph.nodes(data=True)
-            if any(path in scopes and name != last_tensor.get(path) for path in attrs["scope"])}
-
-
 # Steps that move a tensor's elements without computing: a patch embedding's flatten and
 # transpose between its convolution and its norm.
 _REARRANGEMENTS = {"flatten", "transpose", "permute", "reshape", "view", "contiguous"}
@@ -115,64 +110,6 @@ def _read_before_norm(arch: ArchGraph, node: str) -> bool:
                 function_name(user) not in _REARRANGEMENTS:
             return False
         current = users[0]
-
-
-def residual_interiors(arch: ArchGraph, interior: set[str] | None = None) -> dict[str, str]:
-    """The nodes inside a residual unit, each mapped to the unit's sum.
-
-    A residual unit is a sum ``j`` of data tensors together with the nodes it bypasses: those
-    between ``j``'s immediate dominator ``d`` (the unit's input, where the shortcut forks) and
-    ``j``, such as a ResNet block's convolutions and its projection shortcut, or a transformer
-    block's MLP. It must hold a parametric layer, no other sum of data tensors (an outer
-    residual around a stage of blocks is not one unit), and no map coarser than ``j`` or finer
-    than ``d`` (global context vectors, such as squeeze-and-excitation's, aside): an FPN's
-    top-down sum or a LinkNet's skip sum bypasses deeper stages, which makes it a fusion of
-    scales, not a block. Inside an attention computation (``interior``, :func:`attention_interior`)
-    scale does not count: SegFormer's keys and values are reduced spatially within its blocks.
-    """
-    if interior is None:
-        interior = attention_interior(arch)
-    dominators = arch.dominators
-    interiors: dict[str, str] = {}
-    for join, attrs in arch.graph.nodes(data=True):
-        if not is_sum(attrs) or dominators.get(join) is None:
-            continue
-        if sum(1 for p in arch.graph.predecessors(join) if p in dominators) < 2:
-            continue
-        region = _bypassed(arch, join, dominators, interior)
-        if region:
-            for node in region:
-                interiors.setdefault(node, join)
-    return interiors
-
-
-def _bypassed(arch: ArchGraph, join: str, dominators: dict[str, str | None],
-              interior: set[str]) -> set[str]:
-    """The nodes a residual sum ``join`` bypasses (see :func:`residual_interiors`), or an empty
-    set where ``join`` is no residual unit's sum."""
-    fork = dominators[join]
-    scales = [r for r in (arch[fork]["reduction"], arch[join]["reduction"]) if r is not None]
-    # sqrt(2) of slack: a padded map (5x5 around a 4x4 one) is at the same scale.
-    finest, coarsest = (min(scales) / math.sqrt(2), max(scales) * math.sqrt(2)) if scales else (
-        0.0, math.inf)
-    region, stack, layers = set(), [join], 0
-    while stack:
-        for before in arch.graph.predecessors(stack.pop()):
-            if before == fork or before in region or before not in dominators:
-                continue
-            attrs = arch[before]
-            if is_sum(attrs) and sum(1 for p in arch.graph.predecessors(before)
-                                     if p in dominators) >= 2:
-                return set()
-            # A global context vector (squeeze-and-excitation's pooled map) has no scale.
-            pooled = attrs["spatial"] is not None and math.prod(attrs["spatial"]) <= 1
-            if not pooled and before not in interior and attrs["reduction"] is not None and not (
-                    finest <= attrs["reduction"] <= coarsest):
-                return set()
-            layers += bool(attrs["parametric"])
-            region.add(before)
-            stack.append(before)
-    return region if layers else set()
 
 
 def _consumer(arch: ArchGraph, node: str) -> tuple[str, str | None]:

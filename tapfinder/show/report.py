@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .candidates import Candidate
-from .graph import ArchGraph
-from .rank import Tap, merge_candidates
+from ..graph import ArchGraph
+from ..taps.candidates import Candidate
+from ..taps.selection import Tap, merge_candidates
 
 __all__ = ["report_table", "report_document", "REPORT_VERSION"]
 

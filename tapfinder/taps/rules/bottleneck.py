@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import feature_inputs, is_feature, size_text, where
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import feature_inputs, is_feature, size_text, where
 
 KIND = "bottleneck"
 

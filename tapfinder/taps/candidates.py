@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .graph import ArchGraph
+from ..graph import ArchGraph
 
 __all__ = ["Candidate", "rule", "registered_kinds", "find_candidates"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import activation_kind, is_feature, norm_kind, where
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import activation_kind, is_feature, norm_kind, where
 
 KIND = "norm_act"
 

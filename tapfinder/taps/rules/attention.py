@@ -3,52 +3,12 @@
 
 from __future__ import annotations
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import function_name, is_attention_core, tensor_inputs
+from ...graph.structure import scope_bounds
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import function_name, scope_bounds, tensor_inputs
 
 KIND = "attention"
-
-_ATTENTION_MODULES = {"MultiheadAttention"}
-_ATTENTION_FUNCTIONS = {"scaled_dot_product_attention", "multi_head_attention_forward"}
-
-
-def is_attention_core(arch: ArchGraph, name: str) -> bool:
-    """An attention operation: scaled dot-product attention, ``nn.MultiheadAttention``, or a
-    softmax over attention scores: a square score matrix, or any matrix product of queries and
-    keys (scaled or biased on the way), as in attention with reduced keys (SegFormer)."""
-    attrs = arch[name]
-    if attrs["op"] == "call_module":
-        return attrs["module_type"] in _ATTENTION_MODULES
-    function = function_name(attrs)
-    if function in _ATTENTION_FUNCTIONS:
-        return True
-    shape = attrs["shape"]
-    if function != "softmax" or attrs["value"] != "tensor" or len(shape) < 3:
-        return False
-    return shape[-1] == shape[-2] or _from_scores(arch, name)
-
-
-_SCORE_PRODUCTS = {"matmul", "bmm", "einsum"}
-_SCORE_STEPS = {"mul", "truediv", "div", "add", "sub", "masked_fill"}
-
-
-def _from_scores(arch: ArchGraph, name: str) -> bool:
-    """Whether the softmax's input is a matrix product, through at most three elementwise steps
-    (scale, bias, mask)."""
-    current = name
-    for _ in range(4):
-        inputs = tensor_inputs(arch, current)
-        if not inputs:
-            return False
-        current = inputs[0]
-        function = function_name(arch[current])
-        if function in _SCORE_PRODUCTS:
-            return True
-        if function not in _SCORE_STEPS:
-            return False
-    return False
-
 
 def _first_tensor_output(arch: ArchGraph, name: str) -> str:
     """The node itself, or for a tuple-returning attention module the element it feeds on."""

@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
-from .shapes import ValueInfo
+from ..capture.shape_propagation import ValueInfo
 
 __all__ = ["infer_layouts", "KNOWN_LAYOUTS"]
 
@@ -74,7 +74,7 @@ def infer_layouts(
     nodes
         The graph's nodes in topological order.
     infos
-        Each node's :class:`~tapfinder.shapes.ValueInfo`.
+        Each node's :class:`~tapfinder.capture.shape_propagation.ValueInfo`.
     modules
         ``dict(graph_module.named_modules())``, to look up the modules that ``call_module`` nodes
         call.

@@ -13,22 +13,28 @@ paper's ablations.
 from __future__ import annotations
 
 import math
-import statistics
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..errors import TapShortfallWarning
+from ..graph import ArchGraph
+from ..graph.node_kinds import is_join, stride
+from ..graph.structure import (
+    attention_interior,
+    base_distance,
+    block_outputs,
+    canonical_node,
+    repeated_blocks,
+    residual_interiors,
+    stage_strides,
+)
 from .candidates import Candidate, find_candidates
-from .graph import ArchGraph
-from .guards import attention_interior, guard_violations, residual_interiors
+from .guards import guard_violations
 from .positions import POSITIONS, WINDOWS, position_weight
-from .rules._common import (SCALE_TARGETS, block_outputs, is_identity, is_join, norm_kind,
-                            stage_strides, stride, tensor_inputs)
-from .tracer import CALL_META_KEY
 
-__all__ = ["Tap", "select_taps", "merge_candidates", "canonical_node", "repeated_blocks",
-           "base_distance", "POSITIONS"]
+__all__ = ["Tap", "select_taps", "merge_candidates", "POSITIONS"]
 
 
 
@@ -78,101 +84,6 @@ class _Evidence:
     kinds: tuple[str, ...]
     score: float
     reasons: tuple[str, ...]
-
-
-def canonical_node(arch: ArchGraph, name: str) -> str:
-    """The node that stands for ``name`` as a tap: the output of the unit it lies in.
-
-    A tuple-valued node moves to its first tensor element and an identity placeholder
-    (``nn.Identity``) to the tensor it passes on, its input. From there the node follows its
-    single tensor consumer while that keeps the shape and is an activation, norm, dropout or
-    other parameter-free step (a product with a parameter, such as a layer scale, included),
-    and never ends on a placeholder.
-
-    >>> canonical_node(resnet18_arch, "add")  # doctest: +SKIP
-    'layer1_0_relu_2'
-    """
-    current = name
-    if arch[current]["value"] != "tensor":
-        tensors = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
-        if not tensors:
-            return current
-        current = tensors[0]
-    return _passed_on(arch, _chain_end(arch, _passed_on(arch, current)))
-
-
-def _passed_on(arch: ArchGraph, name: str) -> str:
-    """What an identity placeholder passes on: its input (through a chain of them)."""
-    while is_identity(arch[name]):
-        inputs = tensor_inputs(arch, name)
-        if len(inputs) != 1:
-            break
-        name = inputs[0]
-    return name
-
-
-def _chain_end(arch: ArchGraph, name: str) -> str:
-    """Follow ``name``'s single tensor consumer while it keeps the shape and is light."""
-    current = name
-    while True:
-        # Reads of .shape or .dtype (a traced-through norm checks its input) are not consumers.
-        users = [u for u in arch.graph.successors(current) if arch[u]["value"] == "tensor"]
-        if len(users) != 1:
-            return current
-        user = arch[users[0]]
-        tensor_inputs = [p for p in arch.graph.predecessors(users[0])
-                         if arch[p]["value"] == "tensor" and not _scale_by_parameter(arch, p, user)]
-        same = user["value"] == "tensor" and user["shape"] == arch[current]["shape"]
-        light = not user["parametric"] or norm_kind(user) is not None
-        if not (same and light and len(tensor_inputs) == 1 and user["op"] != "output"):
-            return current
-        current = users[0]
-
-
-def _scale_by_parameter(arch: ArchGraph, source: str, user: dict) -> bool:
-    """``source`` is a parameter that ``user`` multiplies its input by: a layer scale's gamma."""
-    return arch[source]["op"] == "get_attr" and user["target"] in SCALE_TARGETS
-
-
-def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
-    """Each node's repeated block: the innermost module that is an item of a container (its path
-    ends in an index: ``layer1.0``, ``features.2``, ``blocks.3``) and holds at least two
-    convolution or linear layers. Outside such items, a name that ends in a number a sibling of
-    the same stem also has counts as an index (``encoder_layer_0``, ``denselayer1``): inside an
-    indexed block it does not, since there it names a part (Xception's ``stack.conv1``). Nodes
-    outside such blocks are absent.
-
-    A block module that runs more than once (ALBERT applies one shared layer at every depth) is
-    a block per call, ``"<path>@1"`` for the second call and so on, as fx counts calls; a graph
-    loaded from JSON or recorded eagerly (where hooks read a module's last call only) keeps one
-    block per module."""
-    layers: dict[str, int] = defaultdict(int)
-    for _, attrs in arch.graph.nodes(data=True):
-        if attrs["parametric"] and norm_kind(attrs) is None:
-            for path in attrs["scope"]:
-                layers[path] += 1
-    calls = ({node.name: node.meta.get(CALL_META_KEY, {}) for node in arch.traced.graph.nodes}
-             if arch.traced is not None and not arch.traced.eager else {})
-    named = _named_items(layers)
-    blocks = {}
-    for name, attrs in arch.graph.nodes(data=True):
-        indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and layers[p] >= 2]
-        indexed = indexed or [p for p in attrs["scope"] if p in named and layers[p] >= 2]
-        if indexed:
-            blocks[name] = calls.get(name, {}).get(indexed[-1], indexed[-1])
-    return blocks
-
-
-def _named_items(paths: Iterable[str]) -> set[str]:
-    """The module paths whose last name ends in a number that a sibling of the same stem also
-    has: ``encoder_layer_0`` beside ``encoder_layer_1`` (a lone ``conv1`` is not one)."""
-    siblings: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for path in paths:
-        parent, _, last = path.rpartition(".")
-        stem = last.rstrip("0123456789")
-        if stem and stem != last:
-            siblings[parent, stem].append(path)
-    return {path for group in siblings.values() if len(group) >= 2 for path in group}
 
 
 def _fewer_taps_advice(spacing: int, position: str, in_a_chosen_block: int) -> str:
@@ -243,7 +154,7 @@ def _is_tap(attrs: dict) -> bool:
 
 def merge_candidates(arch: ArchGraph, candidates: Iterable[Candidate]) -> list[_Evidence]:
     """One record per canonical tap node: kinds, noisy-or score and reasons; non-taps and nodes
-    that break a guard (:func:`~tapfinder.guards.guard_violations`) dropped."""
+    that break a guard (:func:`~tapfinder.taps.guards.guard_violations`) dropped."""
     grouped: dict[str, list[Candidate]] = defaultdict(list)
     interior = attention_interior(arch)
     residual = residual_interiors(arch, interior)
@@ -283,26 +194,6 @@ def _utility(arch: ArchGraph, item: _Evidence, position: str, rank: int, k: int)
     # Side branches (a shortcut's projection) carry less than the path all data takes.
     main_path = 1.0 if attrs["on_main_path"] else 0.8
     return item.score * main_path * position_weight(attrs["depth"], position, rank, k)
-
-
-def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
-    """The unit of ``spacing`` in :func:`select_taps`, in layers (layer-index units, norms
-    included): the paper's "base distance", here the layers between the ends of consecutive
-    repeated blocks (the median: 4 for ResNet-18's basic blocks, 6 for ResNet-50's bottlenecks
-    and timm's ViT blocks), or 1 for a model without repeated blocks. ``blocks`` is
-    :func:`repeated_blocks`, if already computed.
-
-    A spacing in layers did not bind: on ResNet-18, 1, 2 and 3 layers gave the same taps,
-    because block outputs lie 4 layers apart and one tap per block already holds them apart.
-    """
-    if blocks is None:
-        blocks = repeated_blocks(arch)
-    ends: dict[str, int] = defaultdict(int)
-    for node, block in blocks.items():
-        ends[block] = max(ends[block], arch[node]["layer_index"])
-    ordered = sorted(set(ends.values()))
-    steps = [later - earlier for earlier, later in zip(ordered, ordered[1:])]
-    return statistics.median_low(steps) if steps else 1
 
 
 def _apart(arch: ArchGraph, item: _Evidence, others: Iterable[_Evidence], layers: int,
@@ -368,7 +259,7 @@ def select_taps(
     arch
         The traced model.
     candidates
-        Evidence to rank; by default :func:`~tapfinder.candidates.find_candidates` on ``arch``.
+        Evidence to rank; by default :func:`~tapfinder.taps.candidates.find_candidates` on ``arch``.
     k
         Number of taps wanted.
     spacing
@@ -456,13 +347,15 @@ def select_taps(
             stacklevel=2,
         )
     if not evidence:
-        warnings.warn(_nothing_may_be_a_tap(arch, candidates, kinds), stacklevel=2)
+        warnings.warn(_nothing_may_be_a_tap(arch, candidates, kinds), TapShortfallWarning,
+                      stacklevel=2)
     elif len(chosen) < k:
         warnings.warn(
             f"Only {len(chosen)} of k={k} taps fit with spacing={spacing} ({layers} layers) and "
             f"position={position!r} ({len(evidence)} candidate nodes, "
             f"{arch.max_layer_index} layers deep). "
             + _fewer_taps_advice(spacing, position, in_a_chosen_block),
+            TapShortfallWarning,
             stacklevel=2,
         )
     order = {name: i for i, name in enumerate(arch.graph)}

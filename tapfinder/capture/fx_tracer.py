@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import fx, nn
 
-from .errors import InvalidInputError, TraceFailure
-from .calls import CallSpec
-from .inputs import map_leaves
-from .swap import swapped_tensors
+from ..errors import InvalidInputError, TraceFailure
+from .call_binding import CallSpec
+from .example_inputs import map_leaves
+from .model_state import swapped_tensors
 
 try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
     from torch.fx._symbolic_trace import _maybe_revert_all_patches
@@ -77,7 +77,7 @@ class TracedModel(NamedTuple):
     auto_leaves: dict[str, str]
     shape_guards: list[ShapeGuard]
     call: CallSpec
-    eager: bool = False  # the graph records one eager run (tapfinder.eager), not a trace
+    eager: bool = False  # the graph records one eager run (tapfinder.capture.eager_record), not a trace
 
     def graph_module(self) -> fx.GraphModule | None:
         """A runnable module of the graph; ``None`` for the record of an eager run, which

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ...graph import ArchGraph
+from ...graph.node_kinds import is_feature, size_text
+from ...graph.structure import call_outputs, scope_bounds
 from ..candidates import Candidate, rule
-from ..graph import ArchGraph
-from ._common import call_outputs, is_feature, scope_bounds, size_text
 
 KIND = "stage_boundary"
 

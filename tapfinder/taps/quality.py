@@ -1,7 +1,7 @@
 """How good a set of taps is, from structure alone: what a deep-supervision expert checks first.
 
 A good tap is the output of a block or of a stride stage (where the network hands a finished
-representation on), breaks no guard (:func:`tapfinder.guards.guard_violations`), and a good set
+representation on), breaks no guard (:func:`tapfinder.taps.guards.guard_violations`), and a good set
 covers more than one resolution when the network has several. The zoo sweep reports these per
 model (``benchmarks/zoo_sweep.py``).
 """
@@ -11,10 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .graph import ArchGraph
-from .guards import attention_interior, guard_violations, residual_interiors
-from .rank import Tap
-from .rules._common import block_outputs, is_identity, stage_strides, stride
+from ..graph import ArchGraph
+from ..graph.node_kinds import is_identity, stride
+from ..graph.structure import (
+    attention_interior,
+    block_outputs,
+    residual_interiors,
+    stage_strides,
+)
+from .guards import guard_violations
+from .selection import Tap
 
 __all__ = ["TapQuality", "tap_quality"]
 
@@ -61,7 +67,7 @@ class TapQuality:
 
 
 def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
-    """Measure ``taps`` (:class:`~tapfinder.rank.Tap` or node names) on ``arch``."""
+    """Measure ``taps`` (:class:`~tapfinder.Tap` or node names) on ``arch``."""
     nodes = [tap.node if isinstance(tap, Tap) else tap for tap in taps]
     ends = set(block_outputs(arch).values()) | set(arch.stages())
     interior = attention_interior(arch)

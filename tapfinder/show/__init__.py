@@ -1,0 +1,5 @@
+"""The show stage: what a person reads.
+
+- :mod:`~tapfinder.show.drawing`: :func:`~tapfinder.render`, annotated graphviz drawings;
+- :mod:`~tapfinder.show.report`: the text and JSON reports of candidates and taps.
+"""
