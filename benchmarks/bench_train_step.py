@@ -4,7 +4,7 @@ smp DeepLabV3Plus(resnet18), Adam, the step as ``imachsr train`` runs it: forwar
 one read of the logged terms, optimizer step. Configurations, each in its own subprocess so that
 its peak memory is its own:
 
-- ``plain``: output cross-entropy only (``imachsr.train.PlainObjective``);
+- ``plain``: output cross-entropy only (``imachsr.output_only.OutputOnly``);
 - ``imachsr-K`` for K = 1..5 taps: the library's defaults (auto taps spread over the network,
   a 3x3 conv-BN-ReLU head and a 1x1 per tap, cross-entropy per tap, no negative entropy);
 - ``ne-3``: the defaults with the negative-entropy term (``beta=0.01``, the default before
@@ -146,11 +146,11 @@ class HandWrittenFloor(nn.Module):
 
 def objective(name: str, shape: tuple[int, ...]) -> nn.Module:
     import imachsr
-    from imachsr.train import PlainObjective
+    from imachsr.output_only import OutputOnly
 
     model = build()
     if name == "plain":
-        return PlainObjective(model)
+        return OutputOnly(model)
     if name == "hooks-3":
         return HookedDeepSupervision(model, shape)
     if name == "floor-3":

@@ -27,16 +27,19 @@ position):
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from tapfinder import ArchGraph
 from tapfinder.graph.tokens import token_grid
 
-__all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "CAPACITIES",
-           "HEAD_WIDTH"]
+__all__ = ["DimensionAdapter", "build_adapters", "adapters_for", "token_grid", "AdapterKind",
+           "CAPACITIES", "HEAD_WIDTH"]
 
-CAPACITIES = ("linear", "head", "pointwise", "separable")
+AdapterKind = Literal["linear", "head", "pointwise", "separable"]
+CAPACITIES: tuple[AdapterKind, ...] = ("linear", "head", "pointwise", "separable")
 HEAD_WIDTH = 256  # default hidden width of a head: the tap's channels, at most this
 
 

@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
-    from .train import RunResult, TrainConfig
+    from matplotlib.figure import Figure
+
+    from .train import RunResult
 
 __all__ = ["plot_curves", "loss_figure", "metric_figure", "plot_predictions", "prediction_figure"]
 
@@ -74,34 +78,28 @@ def _whole_epochs(axis) -> None:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def plot_predictions(config: TrainConfig, checkpoints: Sequence[Path], labels: Sequence[str],
-                     path: Path, samples: int = 4) -> Path:
+def plot_predictions(models: Sequence[nn.Module], labels: Sequence[str], test_set: Dataset,
+                     class_names: Sequence[str], path: Path, samples: int = 4) -> Path:
     """Write :func:`prediction_figure` to ``path``."""
     plt = _pyplot()
-    figure = prediction_figure(config, checkpoints, labels, samples)
+    figure = prediction_figure(models, labels, test_set, class_names, samples)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 
 
-def prediction_figure(config: TrainConfig, checkpoints: Sequence[Path], labels: Sequence[str],
-                      samples: int = 4):
-    """A grid: one test image per row; image, ground truth, then each checkpoint's prediction,
-    with a legend of the classes that appear (ignored pixels are black)."""
+def prediction_figure(models: Sequence[nn.Module], labels: Sequence[str], test_set: Dataset,
+                      class_names: Sequence[str], samples: int = 4) -> Figure:
+    """A grid: one image of ``test_set`` (normalised as for training) per row; the image, its
+    ground truth, then each model's prediction (``labels`` name the models), with a legend of
+    the classes that appear (ignored pixels are black)."""
     from matplotlib.patches import Patch
 
     from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from .scheme import model_logits
-    from .train import _build, _datasets, class_names
 
     plt = _pyplot()
-    _, _, test_set, classes = _datasets(config)
-    names = class_names(test_set, classes)
-    models = []
-    for checkpoint in checkpoints:
-        model = _build(config, classes)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
-        models.append(model.eval())
+    classes = len(class_names)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     colours = plt.get_cmap("tab20").resampled(max(classes, 20))
     # One RGB colour per class, then black for anything else (ignored pixels).
@@ -111,7 +109,7 @@ def prediction_figure(config: TrainConfig, checkpoints: Sequence[Path], labels: 
                                 squeeze=False)
     present: set[int] = set()
     with torch.no_grad():
-        for row in range(min(samples, len(test_set))):
+        for row in range(min(samples, len(test_set))):  # type: ignore[arg-type]
             image, truth = test_set[row]
             maps = [truth, *(model_logits(model(image[None])).argmax(1)[0] for model in models)]
             axes[row][0].imshow(((image * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy())
@@ -123,7 +121,7 @@ def prediction_figure(config: TrainConfig, checkpoints: Sequence[Path], labels: 
                 axis.set_axis_off()
                 if row == 0:
                     axis.set_title(columns[column], fontsize=9)
-    handles = [Patch(color=colours(c), label=names[c]) for c in sorted(present)]
+    handles = [Patch(color=colours(c), label=class_names[c]) for c in sorted(present)]
     figure.tight_layout()
     figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                   ncol=min(len(handles), 11), fontsize=7, frameon=False, handlelength=1.0,

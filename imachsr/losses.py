@@ -16,19 +16,22 @@ indices, with ``ignore_index`` marking pixels that no term may see.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
 __all__ = [
     "mutual_information_loss", "information_loss", "LabelStatistics", "label_statistics",
-    "check_label_range", "negative_entropy", "ESTIMATORS", "canonical_estimator",
+    "check_label_range", "negative_entropy", "Estimator", "ESTIMATORS", "canonical_estimator",
 ]
 
 # The estimators of Eq. 1's mutual information: the paper's, then this project's alternatives.
-ESTIMATORS = ("eq1", "joint-image", "variational-image")
+Estimator = Literal["eq1", "joint-image", "variational-image"]
+ESTIMATORS: tuple[Estimator, ...] = ("eq1", "joint-image", "variational-image")
 # Earlier names, still accepted (the records in docs/results/ keep them).
-ESTIMATOR_ALIASES = {"ce": "eq1", "joint": "joint-image", "variational": "variational-image"}
+ESTIMATOR_ALIASES: dict[str, Estimator] = {"ce": "eq1", "joint": "joint-image",
+                                           "variational": "variational-image"}
 _TINY = 1e-12
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -24,19 +24,32 @@ from torch.nn import functional as F
 
 import tapfinder
 from tapfinder import Tap
-from tapfinder.errors import TraceFailure
 from tapfinder.capture.example_inputs import normalize_example_inputs
+from tapfinder.errors import TraceFailure
 
-from .adapters import CAPACITIES, HEAD_WIDTH, adapter_key, adapters_for, check_head_width
+from .adapters import (
+    CAPACITIES,
+    HEAD_WIDTH,
+    adapter_key,
+    adapters_for,
+    check_head_width,
+)
 from .instrument import instrument, resolve_taps
-from .losses import (LabelStatistics, canonical_estimator, check_label_range, information_loss,
-                     label_statistics, negative_entropy)
+from .losses import (
+    LabelStatistics,
+    canonical_estimator,
+    check_label_range,
+    information_loss,
+    label_statistics,
+    negative_entropy,
+)
 from .probe import probe_hook_taps
 from .weighting import SCHEDULES, normalisation, schedule_factor
 
-__all__ = ["IMacHSR", "SchemeOutput", "model_logits"]
+__all__ = ["IMacHSR", "SchemeOutput", "model_logits", "Resolution", "RESOLUTIONS"]
 
-RESOLUTIONS = ("label", "feature")
+Resolution = Literal["label", "feature"]
+RESOLUTIONS: tuple[Resolution, ...] = ("label", "feature")
 
 
 class SchemeOutput:

@@ -15,10 +15,12 @@ output's. Two independent choices, each a plain function:
 from __future__ import annotations
 
 import math
+from typing import Literal
 
-__all__ = ["SCHEDULES", "schedule_factor", "normalisation"]
+__all__ = ["Schedule", "SCHEDULES", "schedule_factor", "normalisation"]
 
-SCHEDULES = ("constant", "linear", "cosine")
+Schedule = Literal["constant", "linear", "cosine"]
+SCHEDULES: tuple[Schedule, ...] = ("constant", "linear", "cosine")
 
 
 def schedule_factor(schedule: str, progress: float) -> float:

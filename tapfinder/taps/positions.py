@@ -4,9 +4,12 @@ importing torch."""
 
 from __future__ import annotations
 
-__all__ = ["POSITIONS", "WINDOWS", "position_weight"]
+from typing import Literal
 
-POSITIONS = ("uniform", "input", "central", "output")
+__all__ = ["Position", "POSITIONS", "WINDOWS", "position_weight"]
+
+Position = Literal["uniform", "input", "central", "output"]
+POSITIONS: tuple[Position, ...] = ("uniform", "input", "central", "output")
 # The relative depths each policy considers; candidates outside complete a full window.
 WINDOWS = {"input": (0.0, 0.5), "central": (0.25, 0.75), "output": (0.5, 1.0), "uniform": (0.0, 1.0)}
 

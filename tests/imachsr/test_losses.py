@@ -228,7 +228,8 @@ def test_the_readme_and_the_help_say_the_default_is_the_papers_eq1_not_plain_cro
     from pathlib import Path
 
     from imachsr import IMacHSR
-    from imachsr.train import TrainConfig, _parser
+    from imachsr.train import TrainConfig
+    from imachsr.train.command_line import parser
 
     root = Path(__file__).resolve().parents[2]
     readme = " ".join((root / "README.md").read_text().split())
@@ -239,5 +240,5 @@ def test_the_readme_and_the_help_say_the_default_is_the_papers_eq1_not_plain_cro
     assert "paper's joint mutual information" not in readme
     assert TrainConfig().mi == "eq1"
     assert IMacHSR.__init__.__kwdefaults__["mi"] == "eq1"
-    help_text = " ".join(_parser().format_help().split())
+    help_text = " ".join(parser().format_help().split())
     assert "eq1 is the paper's" in help_text and "this project's per-image alternatives" in help_text

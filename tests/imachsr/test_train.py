@@ -35,16 +35,15 @@ def test_compare_trains_both_and_writes_every_artefact(tmp_path, capsys):
     assert json.loads((out / "plain" / "metrics.json").read_text())["class_names"][:2] == ["background", "0"]
 
 
-def test_the_qualitative_figure_has_a_legend_of_the_classes_it_shows(tmp_path):
+def test_the_qualitative_figure_has_a_legend_of_the_classes_it_shows():
     from imachsr.data import DigitCanvas
+    from imachsr.data.splits import run_data
     from imachsr.figures import prediction_figure
-    from imachsr.train import TrainConfig
+    from imachsr.train import build_model_for
 
-    out = tmp_path / "run"
-    assert main([*TINY, "--plain", "--epochs", "1", "--limit-steps", "1", "--out", str(out)]) == 0
-    config = TrainConfig(model="smp:DeepLabV3Plus:resnet18", size=48, train_length=64,
-                         eval_length=16, batch_size=8, seed=1, out=str(out))  # TINY
-    figure = prediction_figure(config, [out / "model.pt"], ["output-only"], samples=2)
+    data = run_data("digits", size=48, train_length=2, eval_length=4, seed=1)
+    model = build_model_for("smp:DeepLabV3Plus:tu-resnet10t", data.classes).eval()
+    figure = prediction_figure([model], ["output-only"], data.test, data.class_names, samples=2)
     shown = [text.get_text() for text in figure.legends[0].get_texts()]
     assert "background" in shown and set(shown) <= set(DigitCanvas.class_names)
     assert len(figure.axes) == 2 * 3  # image, ground truth, one prediction per row
@@ -66,7 +65,7 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
 
 
 def test_an_interrupted_run_leaves_its_state_and_resumes(tmp_path, monkeypatch):
-    import imachsr.train as training
+    import imachsr.train.loop as training
 
     out = tmp_path / "run"
     arguments = [*TINY, "--epochs", "2", "--limit-steps", "2", "--out", str(out)]
@@ -157,13 +156,13 @@ def test_the_comparison_names_every_class_and_says_what_one_seed_means():
     assert "docs/results.md" in table
 
 
-@pytest.mark.parametrize("flip, data, expected", [(None, "digits", False), (True, "digits", True)])
-def test_digits_are_not_flipped_unless_asked(flip, data, expected):
-    from imachsr.train import TrainConfig, _datasets
+@pytest.mark.parametrize("flip, data, expected", [(None, "digits", False), (True, "digits", True),
+                                                  (None, "scenes", False)])
+def test_digits_and_scenes_are_not_flipped_unless_asked(flip, data, expected):
+    from imachsr.data.splits import run_data
 
-    config = TrainConfig(data=data, flip=flip, size=32, train_length=2, eval_length=2)
-    train_set = _datasets(config)[0]
-    assert train_set.transform.flip is expected
+    data_sets = run_data(data, flip=flip, size=32, train_length=2, eval_length=2)
+    assert data_sets.train.transform.flip is expected
 
 
 def test_the_loss_figure_keeps_objectives_apart_and_epochs_whole():
@@ -181,7 +180,8 @@ def test_the_loss_figure_keeps_objectives_apart_and_epochs_whole():
 
 
 def test_a_run_names_its_negative_entropy_only_when_it_has_one():
-    from imachsr.train import TrainConfig, describe_run
+    from imachsr.train import TrainConfig
+    from imachsr.train.loop import describe_run
 
     taps = ["layer1", "layer3"]
     assert "negative entropy" not in describe_run(TrainConfig(), taps)
