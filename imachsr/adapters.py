@@ -27,6 +27,7 @@ position):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -85,7 +86,9 @@ class DimensionAdapter(nn.Module):
             if hidden:
                 layers += [nn.Linear(channels, width), nn.LayerNorm(width), nn.GELU()]
             layers.append(nn.Linear(width, num_classes))
-        nn.init.zeros_(layers[-1].bias)
+        bias = layers[-1].bias
+        if isinstance(bias, torch.Tensor):  # the classifier starts unbiased
+            nn.init.zeros_(bias)
         self.project = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -99,6 +102,8 @@ class DimensionAdapter(nn.Module):
         if layout == "NHWC":
             return self.project(features).permute(0, 3, 1, 2)
         if layout == "NLC":
+            if self.grid is None:
+                raise ValueError("a token adapter needs the token grid it was built with.")
             extra, height, width = self.grid
             if features.shape[1] != extra + height * width:
                 raise ValueError(
@@ -136,7 +141,7 @@ def build_adapters(
 
 
 def adapters_for(
-    taps: dict[str, tuple[str | None, tuple[int, ...]]], num_classes: int,
+    taps: Mapping[str, tuple[str | None, tuple[int, ...]]], num_classes: int,
     image_size: tuple[int, ...] | None, *, pool: bool = False, capacity: str = "linear",
     head_width: int = HEAD_WIDTH,
 ) -> nn.ModuleDict:

@@ -3,9 +3,9 @@ ground truth and each model's prediction, as in the paper's Table 3)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -109,7 +109,7 @@ def prediction_figure(models: Sequence[nn.Module], labels: Sequence[str], test_s
                                 squeeze=False)
     present: set[int] = set()
     with torch.no_grad():
-        for row in range(min(samples, len(test_set))):  # type: ignore[arg-type]
+        for row in range(min(samples, len(cast(Sized, test_set)))):
             image, truth = test_set[row]
             maps = [truth, *(model_logits(model(image[None])).argmax(1)[0] for model in models)]
             axes[row][0].imshow(((image * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy())

@@ -21,8 +21,9 @@ import torch
 from torch import fx, nn
 
 import tapfinder
-from tapfinder import ArchGraph, Tap
 from tapfinder.errors import TraceFailure
+from tapfinder.graph import ArchGraph
+from tapfinder.taps.selection import Tap
 
 __all__ = ["instrument", "TappedModel", "resolve_taps", "hooked_modules", "HookFallbackWarning"]
 
@@ -45,6 +46,12 @@ class TappedModel(nn.Module):
     arch
         The :class:`tapfinder.ArchGraph` the taps refer to (``None`` in hook mode).
     """
+
+    # Set with object.__setattr__ (not registered as modules or buffers); declared for readers.
+    arch: ArchGraph | None
+    _trace_options: dict[str, Any]
+    _programs: dict[tuple[Any, ...], tuple[Any, nn.Module]]
+    _flag_modules: tuple[nn.Module, ...]
 
     def __init__(
         self,
@@ -72,12 +79,13 @@ class TappedModel(nn.Module):
         return self.arch is None
 
     def forward(self, *inputs: Any, **kwargs: Any) -> tuple[Any, OrderedDict[str, torch.Tensor]]:
-        if self.uses_hooks:
+        traced = self.arch.traced if self.arch is not None else None
+        if traced is None:
             return self._forward_with_hooks(*inputs, **kwargs)
-        tensors = self.arch.traced.call.flatten(inputs, kwargs, self.model)
+        tensors = traced.call.flatten(inputs, kwargs, self.model)
         code, root = self._program(tensors, inputs, kwargs)
         output, features = code(root, *tensors)
-        output = self.arch.traced.call.restore_output(output)  # fx makes ModelOutput a dict
+        output = traced.call.restore_output(output)  # fx makes ModelOutput a dict
         return output, OrderedDict((name, features[name]) for name in self.taps)
 
     def _program(self, tensors: list[torch.Tensor], inputs: tuple[Any, ...],
@@ -96,11 +104,12 @@ class TappedModel(nn.Module):
             self._programs[key] = self._retrace(tapfinder.Inputs(*inputs, **kwargs), shapes)
         return self._programs[key]
 
-    def _program_key(self, shapes: tuple) -> tuple:
+    def _program_key(self, shapes: tuple[Any, ...]) -> tuple[Any, ...]:
         flags = tuple(module.training for module in self._flag_modules)
-        return flags, shapes if self.arch.shape_guards else None
+        return flags, shapes if self.arch is not None and self.arch.shape_guards else None
 
-    def _retrace(self, inputs: tapfinder.Inputs, shapes: tuple) -> tuple[Any, nn.Module]:
+    def _retrace(self, inputs: tapfinder.Inputs, shapes: tuple[Any, ...]) -> tuple[Any, nn.Module]:
+        assert self.arch is not None  # only a traced model compiles programs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", tapfinder.AutoLeafWarning)  # told at the first trace
             arch = tapfinder.trace(self.model, inputs, **self._trace_options)
@@ -274,8 +283,12 @@ def _input_shapes(arch: ArchGraph) -> tuple[tuple[int, ...] | None, ...]:
 
 def _compile(arch: ArchGraph, taps: Sequence[str]) -> tuple[Any, nn.Module]:
     """The tapped graph's generated forward and the traced root it runs on."""
-    graph = _graph_with_taps(arch.traced.graph, taps, arch.traced.root)
-    return type(fx.GraphModule(arch.traced.root, graph)).forward, arch.traced.root
+    traced = arch.traced
+    if traced is None:
+        raise ValueError("a graph loaded from JSON holds no traced model: trace the model to "
+                         "instrument it.")
+    graph = _graph_with_taps(traced.graph, taps, traced.root)
+    return type(fx.GraphModule(traced.root, graph)).forward, traced.root
 
 
 def _graph_with_taps(graph: fx.Graph, taps: Sequence[str], root: nn.Module) -> fx.Graph:

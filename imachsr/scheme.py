@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -34,7 +34,7 @@ from .adapters import (
     adapters_for,
     check_head_width,
 )
-from .instrument import instrument, resolve_taps
+from .instrument import TappedModel, instrument, resolve_taps
 from .losses import (
     LabelStatistics,
     canonical_estimator,
@@ -179,6 +179,8 @@ class IMacHSR(nn.Module):
     ``(B, K)`` (adapters then pool to a vector and MI is computed over the batch).
     """
 
+    tapped: TappedModel  # set with object.__setattr__: it shares self.model
+
     def __init__(
         self,
         model: nn.Module,
@@ -230,6 +232,7 @@ class IMacHSR(nn.Module):
         self.taps: tuple[str, ...] = tapped.taps
         # The model's inputs are the ones the example fed; optional forward arguments are not.
         self.num_inputs = len(normalize_example_inputs(example_inputs).args)
+        described: Mapping[str, tuple[str | None, tuple[int, ...]]]
         if arch is not None:
             nodes = resolve_taps(arch, taps) if tapped.uses_hooks else self.taps  # eager: paths
             described = {name: (arch[node]["layout"], arch[node]["shape"])
@@ -270,7 +273,7 @@ class IMacHSR(nn.Module):
         model (``scheme(pixel_values=x, target=y)``).
         """
         if target is None and len(inputs) == self.num_inputs + 1:
-            *inputs, target = inputs
+            inputs, target = inputs[:-1], inputs[-1]
         elif target is None and len(inputs) > self.num_inputs + 1:
             raise ValueError(
                 f"Got {len(inputs)} positional arguments for a model built with "
@@ -440,6 +443,8 @@ def _resize_labels(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if source == size:
         return target
     if all(s >= d and s % d == 0 for s, d in zip(source, size)):
-        return target[(slice(None), *(slice(None, None, s // d) for s, d in zip(source, size)))]
+        strides = tuple(slice(None, None, s // d) for s, d in zip(source, size))
+        index = (slice(None), *strides)
+        return target[index]
     resized = F.interpolate(target.unsqueeze(1).float(), size=size, mode="nearest")
     return resized.squeeze(1).to(target.dtype)

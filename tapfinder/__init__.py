@@ -14,8 +14,24 @@ model into an annotated architecture graph::
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .capture.example_inputs import Inputs
+    from .capture.tracing import AutoLeafWarning, EagerGraphWarning, trace
+    from .errors import (
+        InvalidInputError,
+        ShapePropagationError,
+        TapfinderError,
+        TapShortfallWarning,
+        TraceFailure,
+    )
+    from .graph import ArchGraph
+    from .show.drawing import render
+    from .taps.candidates import Candidate, find_candidates, registered_kinds, rule
+    from .taps.selection import Tap, select_taps
 
 # Names load their module on first use, so `import tapfinder` (and `tapfinder --help`) does not
 # import torch until something needs it.

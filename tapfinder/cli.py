@@ -12,6 +12,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from ._version import __version__
 from .errors import InvalidInputError, TapfinderError
@@ -107,7 +108,7 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
                         "with @tapfinder.rule)")
 
 
-def _example_inputs(shapes: list[tuple[int, ...]] | None, dtype: str) -> tuple[object, ...]:
+def _example_inputs(shapes: list[tuple[int, ...]] | None, dtype: str) -> tuple[Any, ...]:
     """One input per shape (default: one 1x3x224x224 image): the shape itself for float32 (the
     model's floating dtype is then used), else a meta tensor of that dtype, which carries shape
     and dtype without memory."""
@@ -141,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             arch = trace(model, examples)
     except TapfinderError as error:
         print(f"tapfinder: could not analyse {arguments.model}: {error}", file=sys.stderr)
-        shapes = [tuple(getattr(e, "shape", e)) for e in examples]
+        shapes = [tuple(example.shape if hasattr(example, "shape") else example)
+                  for example in examples]
         if len(shapes) == 1 and len(shapes[0]) == 3:
             shape = ",".join(map(str, shapes[0]))
             print(f"tapfinder: hint: if {shape} is one image, the shape lacks the batch "

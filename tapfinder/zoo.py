@@ -87,7 +87,7 @@ def _torchvision(name: str, kwargs: dict) -> nn.Module:
     known = models.list_models()
     if name not in known:
         raise _unknown("torchvision", name, known)
-    defaults = {"weights": None}
+    defaults: dict[str, Any] = {"weights": None}
     # Segmentation and detection builders also load a pretrained backbone unless told not to.
     if "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
         defaults["weights_backbone"] = None
@@ -129,8 +129,8 @@ def _transformers(name: str, kwargs: dict) -> nn.Module:
     if size not in ("", "small"):
         raise InvalidInputError(
             f"hf:{name}: the part after the class name must be 'small' (or nothing); got {size!r}.")
-    model_class = getattr(transformers, class_name, None)
-    config_class = getattr(model_class, "config_class", None)
+    model_class: Any = getattr(transformers, class_name, None)
+    config_class: Any = getattr(model_class, "config_class", None)
     if config_class is None:
         known = [n for n in dir(transformers) if n.endswith(("Model", "Segmentation", "Estimation"))
                  or "For" in n]

@@ -4,8 +4,9 @@ whose randomness is keyed by (seed, epoch, index) so that a resumed run sees the
 from __future__ import annotations
 
 import random
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -29,7 +30,7 @@ class Augmented(Dataset):
         self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]  # every data set here has a length
+        return len(cast(Sized, self.base))  # every data set here has a length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, labels = self.base[index]
@@ -71,6 +72,7 @@ def run_data(name: str, *, root: str | None = None, size: int = 64, seed: int = 
         For an unknown name, a folder data set without ``root``, or a folder that does not hold
         the data set's layout (the message says what is missing).
     """
+    parts: list[Dataset]
     if name in ("digits", "scenes"):
         kind = DigitCanvas if name == "digits" else ShapeScenes
         parts = [kind(split, length=length, size=size, seed=seed, cache=True) for split, length in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch.nn import functional as F
@@ -40,23 +41,24 @@ class PairedTransform:
     def __call__(
         self, image: torch.Tensor, labels: torch.Tensor, rng: random.Random | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = rng or random
+        # Without a generator, the module's global one (seeded by random.seed).
+        draw = rng if rng is not None else cast(random.Random, random)
         if self.train:
-            factor = rng.uniform(*self.scale)
+            factor = draw.uniform(*self.scale)
             if factor != 1.0:
                 size = [max(1, round(s * factor)) for s in image.shape[1:]]
                 image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
                 labels = F.interpolate(labels[None, None].float(), size=size, mode="nearest")[0, 0].long()
             if self.crop is not None:
-                image, labels = self._random_crop(image, labels, rng)
-            if self.flip and rng.random() < 0.5:
+                image, labels = self._random_crop(image, labels, self.crop, draw)
+            if self.flip and draw.random() < 0.5:
                 image, labels = image.flip(-1), labels.flip(-1)
         return (image - self.mean) / self.std, labels
 
     def _random_crop(
-        self, image: torch.Tensor, labels: torch.Tensor, rng: random.Random
+        self, image: torch.Tensor, labels: torch.Tensor, crop: Sequence[int], rng: random.Random
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = self.crop
+        height, width = crop
         pad_h, pad_w = max(0, height - image.shape[1]), max(0, width - image.shape[2])
         if pad_h or pad_w:
             image = F.pad(image, (0, pad_w, 0, pad_h))

@@ -67,7 +67,7 @@ def _build(config: TrainConfig, classes: int) -> nn.Module:
         raise UsageError(str(error)) from error
 
 
-def _objective(config: TrainConfig, model: nn.Module, classes: int) -> nn.Module:
+def _objective(config: TrainConfig, model: nn.Module, classes: int) -> IMacHSR | OutputOnly:
     if config.method == "plain":
         return OutputOnly(model, config.ignore_index)
     taps = "auto" if config.taps == "auto" else [t.strip() for t in config.taps.split(",") if t.strip()]
@@ -106,7 +106,8 @@ def evaluate(model: nn.Module, dataset: Dataset, classes: int, config: TrainConf
              device: torch.device) -> dict[str, Any]:
     """Metrics of ``model`` (eval mode) on ``dataset``, summed over ranks."""
     metrics = SegmentationMetrics(classes, config.ignore_index)
-    sampler = DistributedSampler(dataset, shuffle=False) if dist.is_initialized() else None
+    sampler: DistributedSampler | None = (
+        DistributedSampler(dataset, shuffle=False) if dist.is_initialized() else None)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler)
     was_training = model.training
     model.eval()
@@ -210,7 +211,8 @@ def _train_epoch(runner: nn.Module, optimizer: torch.optim.Optimizer, dataset: A
                  config: TrainConfig, epoch: int, device: torch.device, rank: int) -> dict:
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
     if dist.is_initialized():
-        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed, drop_last=True)
+        sampler: DistributedSampler = DistributedSampler(dataset, shuffle=True, seed=config.seed,
+                                                         drop_last=True)
         sampler.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     else:

@@ -18,6 +18,7 @@ import inspect
 import keyword
 import re
 import types
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -144,7 +145,7 @@ class CallSpec:
         supply = iter(tensors)
         arguments = {name: map_leaves(value, lambda _: next(supply), _Tensor)
                      for name, value in self.skeleton.items()}
-        bound = inspect.BoundArguments(self.signature, arguments)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.signature, OrderedDict(arguments))
         return bound.args, bound.kwargs
 
     def record_output(self, output: Any) -> Any:
@@ -300,13 +301,14 @@ def _mapping_types(value: Any) -> Any:
 def _restore_types(value: Any, types_: Any) -> Any:
     if types_ is None:
         return value
+    cls: Any
     cls, inner = types_
     if cls is None:
         return same_sequence(value, [_restore_types(v, t) for v, t in zip(value, inner)])
     items = {key: _restore_types(item, inner.get(key)) for key, item in value.items()}
     if cls is dict:
         return items
-    return cls(**items) if dataclasses.is_dataclass(cls) else cls(items)
+    return cls(**items) if isinstance(cls, type) and dataclasses.is_dataclass(cls) else cls(items)
 
 
 def _identifier(text: str) -> str:

@@ -20,9 +20,9 @@ import inspect
 import operator
 import os
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import fx, nn
@@ -32,10 +32,8 @@ from .call_binding import CallSpec
 from .example_inputs import map_leaves
 from .model_state import swapped_tensors
 
-try:  # private, present since torch 2.1; without it shape branches fall back to auto-leaf
-    from torch.fx._symbolic_trace import _maybe_revert_all_patches
-except ImportError:  # pragma: no cover - depends on the torch release
-    _maybe_revert_all_patches = None
+# Private, present since torch 2.1; without it shape branches fall back to auto-leaf.
+_maybe_revert_all_patches: Any = getattr(fx._symbolic_trace, "_maybe_revert_all_patches", None)
 
 __all__ = ["ScopeTracer", "ShapeGuard", "TracedModel", "RootNotTraced", "SCOPE_META_KEY",
            "CALL_META_KEY", "trace_model"]
@@ -118,6 +116,7 @@ class _MetaEvaluator:
         return env[node]
 
     def _run(self, node: fx.Node) -> Any:
+        assert self.interpreter is not None  # set by the value computation that calls this
         if node.op == "get_attr":  # tensor constants fx recorded (a sliced buffer) on meta too
             value = self.interpreter.run_node(node)
             if isinstance(value, torch.Tensor):
@@ -138,13 +137,13 @@ class _ShapeProxy(fx.Proxy):
     example shapes."""
 
     def __int__(self) -> int:
-        return self.tracer._concrete(self, int, _not_a_number)
+        return _scope_tracer(self)._concrete(self, int, _not_a_number)
 
     def __index__(self) -> int:  # range(x.shape[0]), a size as a slice bound of a real tensor
-        return self.tracer._concrete(self, operator.index, _not_a_number)
+        return _scope_tracer(self)._concrete(self, operator.index, _not_a_number)
 
     def __len__(self) -> int:
-        return self.tracer._concrete(self, len, _no_length)
+        return _scope_tracer(self)._concrete(self, len, _no_length)
 
     def __getattr__(self, name: str) -> fx.proxy.Attribute:
         return _ShapeAttribute(self, name)  # so that len(x.shape) and list(x.shape) work too
@@ -154,7 +153,12 @@ class _ShapeAttribute(fx.proxy.Attribute, _ShapeProxy):
     """fx's lazily recorded attribute (``x.shape``) with the conversions of :class:`_ShapeProxy`."""
 
     def __float__(self) -> float:
-        return self.tracer._concrete(self, float, _not_a_number)
+        return _scope_tracer(self)._concrete(self, float, _not_a_number)
+
+
+def _scope_tracer(proxy: fx.Proxy) -> ScopeTracer:
+    """The tracer that made a shape proxy: only :class:`ScopeTracer` makes them."""
+    return cast(ScopeTracer, proxy.tracer)
 
 
 def _no_length(obj: fx.Proxy) -> Any:
@@ -219,7 +223,7 @@ class ScopeTracer(fx.Tracer):
             return super().iter(obj)
         if not isinstance(value, (tuple, list, torch.Size)):
             return super().iter(obj)
-        return iter([obj[index] for index in range(len(value))])
+        return iter([operator.getitem(obj, index) for index in range(len(value))])
 
     def _example_value(self, obj: fx.Proxy) -> Any:
         """``obj``'s value computed on meta tensors of the example inputs' shapes."""
@@ -230,7 +234,7 @@ class ScopeTracer(fx.Tracer):
         with _maybe_revert_all_patches():
             return self._evaluator.value(obj.node)
 
-    def _concrete(self, obj: fx.Proxy, convert: type, fallback: Any) -> Any:
+    def _concrete(self, obj: fx.Proxy, convert: Callable[[Any], Any], fallback: Any) -> Any:
         """The value Python needs here (a branch's bool, an ``int()`` of a size), computed from
         the example shapes and recorded as a shape guard; fx's own error when it depends on
         tensor values."""

@@ -1,8 +1,8 @@
 """Output shapes of common ``torch.nn`` layers, computed without dispatching them.
 
-On meta tensors, BatchNorm and several activations run Python decompositions that cost up to
-1.5 ms a call, and convolutions about 0.1 ms: most of the analysis time of MobileNet-sized
-models. Shape-preserving layers return their input's shape and dtype; convolutions and linear
+On meta tensors, BatchNorm and several activations run Python decompositions that cost more
+than the rest of the analysis of a MobileNet-sized model (``benchmarks/bench_trace.py``
+measures it). Shape-preserving layers return their input's shape and dtype; convolutions and linear
 layers follow the standard output-size formulas. Each rule keeps the checks the real layer
 makes (rank, channels, dtype), so a wrong input still fails at the same node. Only the exact
 ``torch.nn`` classes qualify: a subclass may override ``forward``. Binary ``+ - * /`` on
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ def _conv_output(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tens
         if module.padding == "same":
             out = size
         else:
-            padding = 0 if module.padding == "valid" else module.padding[axis]
+            padding = 0 if module.padding == "valid" else int(module.padding[axis])
             out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
         if out <= 0:
             raise RuntimeError(
@@ -111,14 +112,15 @@ def _adaptive_pool_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
             f"{type(module).__name__}: Expected {spatial_dims + 1}D or {spatial_dims + 2}D tensor, "
             f"but got input of size {list(x.shape)}"
         )
-    size = module.output_size
-    size = (size,) * spatial_dims if isinstance(size, int) else tuple(size)
+    output_size: Any = getattr(module, "output_size")
+    size = (output_size,) * spatial_dims if isinstance(output_size, int) else tuple(output_size)
     kept = x.shape[-spatial_dims:]
     out = tuple(k if s is None else s for s, k in zip(size, kept))
     return torch.empty((*x.shape[:-spatial_dims], *out), dtype=x.dtype, device=x.device)
 
 
-_OUTPUT_RULES: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
+# Each formula takes the module class it is registered for.
+_OUTPUT_RULES: dict[type, Callable[[Any, torch.Tensor], torch.Tensor]] = {
     nn.AdaptiveAvgPool1d: _adaptive_pool_output,
     nn.AdaptiveAvgPool2d: _adaptive_pool_output,
     nn.AdaptiveAvgPool3d: _adaptive_pool_output,
@@ -128,7 +130,7 @@ _OUTPUT_RULES: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     nn.Linear: _linear_output,
 }
 
-_PRESERVING_RULES: dict[type, Callable[[nn.Module, torch.Tensor], None]] = {
+_PRESERVING_RULES: dict[type, Callable[[Any, torch.Tensor], None]] = {
     **{cls: _check_batch_norm for cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)},
     nn.GroupNorm: _check_group_norm,
     nn.LayerNorm: _check_layer_norm,

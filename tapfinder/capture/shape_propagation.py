@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import fx
@@ -31,7 +31,12 @@ from .fx_tracer import TracedModel
 from .model_state import swapped_tensors
 from .shape_formulas import binary_output, layer_output
 
-__all__ = ["ValueInfo", "propagate_shapes"]
+__all__ = ["ShapeMode", "ValueInfo", "propagate_shapes"]
+
+# How the shapes were obtained: meta tensors (no compute), fake tensors (models that mix
+# devices), one real no-grad pass (value-dependent code in a leaf), or one recorded eager run
+# (the root could not be traced).
+ShapeMode = Literal["meta", "fake", "real", "eager"]
 
 
 class ValueInfo(NamedTuple):
@@ -54,13 +59,13 @@ def describe_value(value: Any) -> ValueInfo:
     if isinstance(value, torch.Tensor):
         return ValueInfo("tensor", tuple(int(d) for d in value.shape), _dtype_name(value.dtype))
     if isinstance(value, (tuple, list)):
-        items = [describe_value(v) for v in value]
+        elements = [describe_value(v) for v in value]
         kind = "list" if isinstance(value, list) else "tuple"
-        return ValueInfo(kind, tuple(i.shape for i in items), _first_dtype(items))
+        return ValueInfo(kind, tuple(i.shape for i in elements), _first_dtype(elements))
     if isinstance(value, dict):
-        items = {str(k): describe_value(v) for k, v in value.items()}
+        entries = {str(k): describe_value(v) for k, v in value.items()}
         return ValueInfo(
-            "dict", {k: i.shape for k, i in items.items()}, _first_dtype(list(items.values()))
+            "dict", {k: i.shape for k, i in entries.items()}, _first_dtype(list(entries.values()))
         )
     if isinstance(value, (bool, int, float, complex, torch.SymInt)):
         return ValueInfo("scalar", None, None)
@@ -85,7 +90,7 @@ class _Recorder(fx.Interpreter):
         self.infos: dict[str, ValueInfo] = {}
         self.use_shape_rules = use_shape_rules
 
-    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
         if self.use_shape_rules:
             output = layer_output(self.fetch_attr(target), args, kwargs)
             if output is not None:
@@ -133,7 +138,7 @@ def _node_failure(node: fx.Node, root: torch.nn.Module, error: Exception) -> Exc
         if isinstance(arg.meta.get("tapfinder_shape"), tuple)
     )
     what = node.target if node.op != "call_module" else (
-        f"{node.target} ({type(root.get_submodule(node.target)).__name__})"
+        f"{node.target} ({type(root.get_submodule(str(node.target))).__name__})"
     )
     message = str(error).strip().splitlines()
     return ShapePropagationError(
@@ -147,7 +152,7 @@ def _node_failure(node: fx.Node, root: torch.nn.Module, error: Exception) -> Exc
 
 def propagate_shapes(
     traced: TracedModel, example_inputs: tuple[torch.Tensor, ...]
-) -> tuple[dict[str, ValueInfo], str]:
+) -> tuple[dict[str, ValueInfo], ShapeMode]:
     """Return a :class:`ValueInfo` per node name and the mode that worked.
 
     The mode is ``"meta"``, ``"fake"`` or ``"real"`` (see the module docstring).
@@ -159,7 +164,7 @@ def propagate_shapes(
         fails, the error is the first one's: later modes only add fallbacks for model code.
     """
     tensors = _model_tensors(traced)
-    modes = ["meta", "fake"]
+    modes: list[ShapeMode] = ["meta", "fake"]
     if not any(t.is_meta for t in tensors.values()):
         modes.append("real")
     first_error: ShapePropagationError | None = None
@@ -175,7 +180,7 @@ def propagate_shapes(
 def _model_tensors(traced: TracedModel) -> dict[str, torch.Tensor]:
     """Parameters, buffers and the tensor constants fx recorded, by attribute path."""
     root = traced.root
-    tensors = dict(root.named_parameters())
+    tensors: dict[str, torch.Tensor] = dict(root.named_parameters())
     tensors.update(root.named_buffers())
     for node in traced.graph.nodes:
         if node.op == "get_attr" and node.target not in tensors:

@@ -17,7 +17,7 @@ from .eager_record import record_eager_run
 from .example_inputs import Inputs, normalize_example_inputs
 from .fx_tracer import RootNotTraced, TracedModel, trace_model
 from .model_state import preserved_state
-from .shape_propagation import propagate_shapes
+from .shape_propagation import ShapeMode, propagate_shapes
 
 __all__ = ["trace", "AutoLeafWarning", "EagerGraphWarning"]
 
@@ -102,6 +102,7 @@ def trace(
     inputs = _match_model_dtype(normalize_example_inputs(example_inputs), model)
     call = CallSpec.bind(model, inputs, concrete_args)
     tensors = tuple(inputs.tensors())
+    shape_mode: ShapeMode
     try:
         with preserved_state(model):  # tracing runs the model's Python, which may change it
             traced = trace_model(model, call, tensors, leaf_modules=leaf_modules)

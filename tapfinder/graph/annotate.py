@@ -15,7 +15,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from ..capture.fx_tracer import MODULE_OUTPUT_META_KEY, SCOPE_META_KEY, TracedModel
-from ..capture.shape_propagation import ValueInfo
+from ..capture.shape_propagation import ShapeMode, ValueInfo
 from .arch_graph import ArchGraph, data_flow_dominators
 from .layouts import infer_layouts
 from .tokens import token_grid
@@ -37,7 +37,7 @@ def build_arch_graph(
     traced: TracedModel,
     infos: Mapping[str, ValueInfo],
     *,
-    shape_mode: str,
+    shape_mode: ShapeMode,
 ) -> ArchGraph:
     """Turn a traced, shape-propagated model into an :class:`ArchGraph`."""
     root = traced.root

@@ -15,6 +15,7 @@ import networkx as nx
 from torch import fx
 
 from ..capture.fx_tracer import TracedModel
+from ..capture.shape_propagation import ShapeMode
 
 __all__ = ["ArchGraph", "NodeAttributes", "ShapeMode", "Layout", "ValueKind", "carries_tensors",
            "data_flow_dominators"]
@@ -22,10 +23,6 @@ __all__ = ["ArchGraph", "NodeAttributes", "ShapeMode", "Layout", "ValueKind", "c
 _JSON_FORMAT = "tapfinder.archgraph"
 _JSON_VERSION = 1
 
-# How the shapes were obtained: meta tensors (no compute), fake tensors (models that mix
-# devices), one real no-grad pass (value-dependent code in a leaf), or one recorded eager run
-# (the root could not be traced).
-ShapeMode = Literal["meta", "fake", "real", "eager"]
 # A tensor's memory layout as inferred from the layers around it: channels first with 2, 3 or 1
 # spatial axes, channels last, or a token sequence.
 Layout = Literal["NCHW", "NCDHW", "NCL", "NHWC", "NLC"]
@@ -231,9 +228,10 @@ class ArchGraph:
 
         The result has ``traced=None``: it supports analysis, not instrumentation.
         """
-        text = source
-        if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
+        if isinstance(source, Path) or not source.lstrip().startswith("{"):
             text = Path(source).read_text()
+        else:
+            text = source
         document = json.loads(text)
         if document.get("format") != _JSON_FORMAT:
             raise ValueError(

@@ -5,9 +5,7 @@ nodes through these, so each kind has one definition."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .arch_graph import ArchGraph
+from .arch_graph import ArchGraph, NodeAttributes
 
 SUM_TARGETS = ("operator.add", "operator.iadd", "torch.add", "add", "add_")
 SCALE_TARGETS = ("operator.mul", "operator.imul", "torch.mul", "mul", "mul_")
@@ -24,7 +22,7 @@ NORM_TYPE_SUFFIXES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNor
 NORM_FUNCTIONS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
 
 
-def is_feature(attrs: dict[str, Any]) -> bool:
+def is_feature(attrs: NodeAttributes) -> bool:
     """A tensor with a known layout: a feature map or token sequence, not a vector or scalar."""
     return (
         attrs["value"] == "tensor"
@@ -33,7 +31,7 @@ def is_feature(attrs: dict[str, Any]) -> bool:
     )
 
 
-def function_name(attrs: dict[str, Any]) -> str:
+def function_name(attrs: NodeAttributes) -> str:
     """The last component of a node's target: ``relu`` for ``torch.nn.functional.relu``."""
     return str(attrs["target"]).rsplit(".", 1)[-1]
 
@@ -46,11 +44,11 @@ def feature_inputs(arch: ArchGraph, name: str) -> list[str]:
     return [p for p in arch.graph.predecessors(name) if is_feature(arch[p])]
 
 
-def is_join(attrs: dict[str, Any]) -> bool:
+def is_join(attrs: NodeAttributes) -> bool:
     return attrs["op"] in ("call_function", "call_method") and attrs["target"] in JOIN_TARGETS
 
 
-def activation_kind(attrs: dict[str, Any]) -> str | None:
+def activation_kind(attrs: NodeAttributes) -> str | None:
     if attrs["op"] == "call_module" and attrs["module_type"] in ACTIVATION_TYPES:
         return attrs["module_type"]
     if attrs["op"] in ("call_function", "call_method") and function_name(attrs) in ACTIVATION_FUNCTIONS:
@@ -58,7 +56,7 @@ def activation_kind(attrs: dict[str, Any]) -> str | None:
     return None
 
 
-def norm_kind(attrs: dict[str, Any]) -> str | None:
+def norm_kind(attrs: NodeAttributes) -> str | None:
     if attrs["op"] == "call_module" and str(attrs["module_type"]).endswith(NORM_TYPE_SUFFIXES):
         return attrs["module_type"]
     if attrs["op"] in ("call_function", "call_method") and function_name(attrs) in NORM_FUNCTIONS:
@@ -66,7 +64,7 @@ def norm_kind(attrs: dict[str, Any]) -> str | None:
     return None
 
 
-def size_text(attrs: dict[str, Any]) -> str:
+def size_text(attrs: NodeAttributes) -> str:
     """``56x56`` for a feature map, ``3136 tokens`` for a token sequence."""
     spatial = attrs["spatial"] or ()
     if attrs["layout"] == "NLC":
@@ -74,7 +72,7 @@ def size_text(attrs: dict[str, Any]) -> str:
     return "x".join(str(s) for s in spatial)
 
 
-def where(attrs: dict[str, Any]) -> str:
+def where(attrs: NodeAttributes) -> str:
     """``layer2.0.conv2 (Conv2d)``, or the function name at the root."""
     if attrs["module"]:
         kind = attrs["module_type"] or ""
@@ -82,17 +80,17 @@ def where(attrs: dict[str, Any]) -> str:
     return function_name(attrs)
 
 
-def stride(attrs: dict[str, Any]) -> int | None:
+def stride(attrs: NodeAttributes) -> int | None:
     """A node's feature stride as an integer (its ``reduction`` rounded), ``None`` if unknown."""
     return None if attrs["reduction"] is None else round(attrs["reduction"])
 
 
-def is_sum(attrs: dict[str, Any]) -> bool:
+def is_sum(attrs: NodeAttributes) -> bool:
     """An elementwise sum of tensors (``a + b``, ``torch.add``, ``x.add_(y)``)."""
     return attrs["op"] in ("call_function", "call_method") and attrs["target"] in SUM_TARGETS
 
 
-def is_identity(attrs: dict[str, Any]) -> bool:
+def is_identity(attrs: NodeAttributes) -> bool:
     """A placeholder module that returns its input (``nn.Identity``: timm's disabled
     anti-aliasing or drop-path, smp's U-Net centre and attention when switched off)."""
     return attrs["op"] == "call_module" and attrs["module_type"] == "Identity"

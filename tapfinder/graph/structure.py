@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import networkx as nx
 
 from ..capture.fx_tracer import CALL_META_KEY
-from .arch_graph import ArchGraph
+from .arch_graph import ArchGraph, NodeAttributes
 from .node_kinds import (
     SCALE_TARGETS,
     is_attention_core,
@@ -114,9 +114,13 @@ def stage_strides(arch: ArchGraph) -> set[int]:
         stride(attrs) for _, attrs in arch.graph.nodes(data=True)
         if attrs["parametric"] and norm_kind(attrs) is None and attrs["value"] == "tensor"
         and (batch is None or (attrs["shape"] or (None,))[0] == batch))
-    return {stride(arch[node]) for node in arch.stages()
-            if arch[node]["spatial"] and math.prod(arch[node]["spatial"]) > 1
-            and layers[stride(arch[node])] >= 2}
+    strides = set()
+    for node in arch.stages():
+        node_stride, spatial = stride(arch[node]), arch[node]["spatial"]
+        if node_stride is not None and spatial and math.prod(spatial) > 1 \
+                and layers[node_stride] >= 2:
+            strides.add(node_stride)
+    return strides
 
 
 def canonical_node(arch: ArchGraph, name: str) -> str:
@@ -168,7 +172,7 @@ def _chain_end(arch: ArchGraph, name: str) -> str:
         current = users[0]
 
 
-def _scale_by_parameter(arch: ArchGraph, source: str, user: dict) -> bool:
+def _scale_by_parameter(arch: ArchGraph, source: str, user: NodeAttributes) -> bool:
     """``source`` is a parameter that ``user`` multiplies its input by: a layer scale's gamma."""
     return arch[source]["op"] == "get_attr" and user["target"] in SCALE_TARGETS
 
@@ -221,8 +225,8 @@ def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
     and timm's ViT blocks), or 1 for a model without repeated blocks. ``blocks`` is
     :func:`repeated_blocks`, if already computed.
 
-    A spacing in layers did not bind: on ResNet-18, 1, 2 and 3 layers gave the same taps,
-    because block outputs lie 4 layers apart and one tap per block already holds them apart.
+    The unit is a block's span, not a layer, because one tap per block already holds taps a
+    block apart: a spacing counted in layers would not bind below that.
     """
     if blocks is None:
         blocks = repeated_blocks(arch)
@@ -278,6 +282,7 @@ def _bypassed(arch: ArchGraph, join: str, dominators: dict[str, str | None],
     """The nodes a residual sum ``join`` bypasses (see :func:`residual_interiors`), or an empty
     set where ``join`` is no residual unit's sum."""
     fork = dominators[join]
+    assert fork is not None  # residual_interiors asks only for sums with a fork
     scales = [r for r in (arch[fork]["reduction"], arch[join]["reduction"]) if r is not None]
     # sqrt(2) of slack: a padded map (5x5 around a 4x4 one) is at the same scale.
     finest, coarsest = (min(scales) / math.sqrt(2), max(scales) * math.sqrt(2)) if scales else (

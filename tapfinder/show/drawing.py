@@ -13,7 +13,7 @@ from pathlib import Path
 
 import graphviz
 
-from ..graph import ArchGraph, carries_tensors
+from ..graph import ArchGraph, NodeAttributes, carries_tensors
 from ..taps.candidates import Candidate
 from ..taps.selection import Tap, merge_candidates
 
@@ -38,7 +38,7 @@ def _shape_text(shape: object) -> str:
     return "x".join(str(d) for d in shape) if isinstance(shape, tuple) else ""
 
 
-def _box_of(attrs: dict, collapse: int | None) -> str | None:
+def _box_of(attrs: NodeAttributes, collapse: int | None) -> str | None:
     """The collapsed module a node folds into, or ``None`` to draw it on its own."""
     scope = attrs["scope"]
     if collapse is None or collapse < 1 or len(scope) < collapse:
@@ -176,10 +176,10 @@ def _label(
     return label, style
 
 
-def _operation(attrs: dict) -> str:
+def _operation(attrs: NodeAttributes) -> str:
     """What a node does, in a word: its module's class, or its function's or method's name."""
     if attrs["op"] == "call_module":
-        return attrs["module_type"]
+        return attrs["module_type"] or attrs["target"]
     if attrs["op"] == "placeholder":
         return "input"
     return str(attrs["target"]).rsplit(".", 1)[-1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..graph import ArchGraph
@@ -33,7 +33,7 @@ def report_table(arch: ArchGraph, candidates: Iterable[Candidate], taps: Iterabl
     return "\n".join(lines)
 
 
-def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Rows as lines with every column as wide as its widest cell (nothing is cut); the last
     column is left ragged and the depth column right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

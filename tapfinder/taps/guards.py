@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from ..graph import ArchGraph
+from ..graph import ArchGraph, NodeAttributes
 from ..graph.node_kinds import (
     function_name,
     is_identity,
@@ -165,14 +165,14 @@ def _reaches(arch: ArchGraph, source: str, target: str) -> bool:
     return False
 
 
-def _is_padding(attrs: dict) -> bool:
+def _is_padding(attrs: NodeAttributes) -> bool:
     if attrs["op"] == "call_module":
         return str(attrs["module_type"]).endswith(("ZeroPad2d", "ConstantPad2d", "ZeroPad1d",
                                                    "ConstantPad1d", "ZeroPad3d", "ConstantPad3d"))
     return attrs["op"] == "call_function" and function_name(attrs) == "pad"
 
 
-def _positions(attrs: dict) -> int | None:
+def _positions(attrs: NodeAttributes) -> int | None:
     """Spatial positions or tokens of a map or sequence; ``None`` for vectors and unknowns."""
     shape, layout = attrs["shape"] or (), attrs["layout"]
     if len(shape) < 3:

@@ -74,7 +74,7 @@ def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
     residual = residual_interiors(arch, interior)
     violations = {node: found for node in nodes
                   if (found := guard_violations(arch, node, interior, residual))}
-    strides = {stride(arch[node]) for node in nodes} - {None}
+    strides = {s for node in nodes if (s := stride(arch[node])) is not None}
     return TapQuality(
         taps=len(nodes),
         block_outputs=sum(node in ends for node in nodes),

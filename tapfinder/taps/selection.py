@@ -17,9 +17,10 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from ..errors import TapShortfallWarning
-from ..graph import ArchGraph
+from ..graph import ArchGraph, NodeAttributes
 from ..graph.node_kinds import is_join, stride
 from ..graph.structure import (
     attention_interior,
@@ -144,7 +145,7 @@ def _nothing_may_be_a_tap(arch: ArchGraph, candidates: list[Candidate],
     return text + ". Choose other kinds, or name the taps."
 
 
-def _is_tap(attrs: dict) -> bool:
+def _is_tap(attrs: NodeAttributes) -> bool:
     return (
         attrs["value"] == "tensor"
         and attrs["op"] not in ("placeholder", "output", "get_attr")
@@ -263,16 +264,15 @@ def select_taps(
     k
         Number of taps wanted.
     spacing
-        Minimum distance between chosen taps in bases (:func:`base_distance`: the layers
-        between the ends of consecutive repeated blocks, so ``spacing=2`` keeps a whole block
-        between taps); 0 leaves only the one-tap-per-block rule. The default, 1, lets a
-        4-block network hold 3 taps and picks the taps of the paired-seed experiments.
+        Minimum distance between chosen taps in bases
+        (:func:`~tapfinder.graph.structure.base_distance`: the layers between the ends of
+        consecutive repeated blocks, so ``spacing=2`` keeps a whole block between taps); 0 leaves
+        only the one-tap-per-block rule. The default, 1, lets a 4-block network hold 3 taps.
     position
         ``"uniform"`` (default: the i-th of k taps favours depth (i + 0.5) / k, so the taps
         spread over the network's stages), ``"input"`` (first half, earliest favoured: the
-        paper's best), ``"central"`` or ``"output"`` (second half). Spread taps with small heads
-        beat output-only training in the paired-seed experiments (docs/results.md); taps in the
-        first quarter with 1x1 adapters were worse.
+        paper's choice), ``"central"`` or ``"output"`` (second half). ``docs/results.md`` has
+        the measurements behind the default.
     kinds
         Only consider candidates of these kinds.
 
@@ -314,9 +314,8 @@ def select_taps(
     layers = spacing * base_distance(arch, blocks)
     outside = in_a_chosen_block = 0
     for rank in range(k):
-        def utility(item: _Evidence) -> float:
-            return _utility(arch, item, position, rank, k)
-
+        utility: Callable[[_Evidence], float] = partial(_utility, arch, position=position,
+                                                         rank=rank, k=k)
         viable = [item for item in remaining if utility(item) > 0]
         if not viable and remaining:  # the window is full: the nearest candidates complete it
             utility = _outside_utility(arch, position)
@@ -360,7 +359,7 @@ def select_taps(
         )
     order = {name: i for i, name in enumerate(arch.graph)}
     stage_ends = set(arch.stages())
-    closes = {}
+    closes: dict[str, str] = {}
     for path, node in block_outputs(arch).items():  # outer modules first: keep the outermost
         closes.setdefault(node, path)
     taps = [

@@ -25,10 +25,11 @@ def find_downsampling(arch: ArchGraph) -> list[Candidate]:
         sources = [p for p in arch.graph.predecessors(name) if arch[p]["spatial"] is not None]
         for source in sources:
             before = arch[source]
-            size_before, size_after = math.prod(before["spatial"]), math.prod(attrs["spatial"])
-            if size_after >= size_before or len(before["spatial"]) != len(attrs["spatial"]):
+            spatial_before, spatial_after = before["spatial"] or (), attrs["spatial"] or ()
+            size_before, size_after = math.prod(spatial_before), math.prod(spatial_after)
+            if size_after >= size_before or len(spatial_before) != len(spatial_after):
                 continue
-            stride = (size_before / size_after) ** (1 / len(attrs["spatial"]))
+            stride = (size_before / size_after) ** (1 / len(spatial_after))
             change = f"{size_text(before)} -> {size_text(attrs)}"
             # A strided layer that happens to reach 1x1 at a tiny input is still a stride.
             global_pool = size_after == 1 and not attrs["parametric"]

@@ -43,8 +43,8 @@ def find_stage_boundaries(arch: ArchGraph) -> list[Candidate]:
     for outputs_by_call in calls.values():
         block_outputs.update(outputs_by_call)
     for (parent, class_name), members in _repeated_blocks(arch, calls).items():
-        outputs = [(block_outputs.get(path), path) for path in members]
-        outputs = sorted(((o, p) for o, p in outputs if o), key=lambda item: order[item[0]])
+        outputs = sorted(((block_outputs[path], path) for path in members if path in block_outputs),
+                         key=lambda item: order[item[0]])
         for index, (output, path) in enumerate(outputs, start=1):
             last = index == len(outputs)
             group = parent or "the root"
