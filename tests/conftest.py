@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from architectures import SmallNet
+from support import SmallNet
 
 
 @pytest.fixture

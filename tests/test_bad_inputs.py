@@ -9,8 +9,7 @@ import warnings
 
 import pytest
 import torch
-from architectures import RootBranchNet
-from model_state import assert_same, snapshot
+from support import RootBranchNet, assert_same, snapshot
 from torch import nn
 from torch.nn import functional as F
 

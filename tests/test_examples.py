@@ -1,5 +1,5 @@
-"""Every script in examples/ runs as a user would run it (``--smoke``), and the README's Python
-snippets run as written."""
+"""Every script in examples/ runs as a user would run it (``--smoke``), and the Python blocks of
+the README and the docs pages run as written."""
 
 from __future__ import annotations
 
@@ -35,15 +35,20 @@ def test_example_says_how_to_run_it(script: Path):
     assert docstring and "Run:" in docstring.group(1) and "--smoke" in docstring.group(1)
 
 
-def readme_python_blocks() -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+def python_blocks(page: Path) -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     return [textwrap.dedent(block) for block in blocks]  # blocks inside list items are indented
 
 
-def test_readme_snippets_run_as_written(tmp_path: Path):
-    """The README's Python blocks, in order, in one namespace (a reader pastes them one by one)."""
-    blocks = readme_python_blocks()
-    assert len(blocks) >= 3
+PAGES = [ROOT / "README.md", *(page for page in sorted((ROOT / "docs").glob("*.md"))
+                               if python_blocks(page))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_python_blocks_of_a_page_run_as_written(page: Path, tmp_path: Path):
+    """A page's Python blocks, in order, in one namespace (a reader pastes them one by one)."""
+    blocks = python_blocks(page)
+    assert blocks
     program = "\n".join(blocks)
     done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from model_state import assert_same, snapshot
+from support import assert_same, snapshot
 from torch import nn
 from torch.nn import functional as F
 

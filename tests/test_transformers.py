@@ -7,13 +7,13 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from support import assert_same, snapshot
 
 import imachsr
 import tapfinder
 from tapfinder import Inputs
 from tapfinder.errors import InvalidInputError
 from tapfinder.zoo import build_model
-from tests.model_state import assert_same, snapshot
 
 pytest.importorskip("transformers")
 

@@ -29,8 +29,8 @@ from .node_kinds import (
     tensor_inputs,
 )
 
-__all__ = ["data_nodes", "scope_bounds", "call_outputs", "block_outputs", "repeated_blocks",
-           "input_batch", "stage_strides", "canonical_node", "base_distance",
+__all__ = ["data_nodes", "scope_bounds", "call_outputs", "block_outputs", "stage_outputs",
+           "repeated_blocks", "input_batch", "stage_strides", "canonical_node", "base_distance",
            "attention_interior", "residual_interiors"]
 
 
@@ -76,7 +76,9 @@ def call_outputs(arch: ArchGraph) -> dict[str, dict[str, str]]:
 def block_outputs(arch: ArchGraph) -> dict[str, str]:
     """The output node of every block: a module whose forward records more than one tensor
     step (a lone layer, such as a pool or an Identity, is not a block), outer modules first;
-    a block that ran more than once has an output per call (``path@1``, ...)."""
+    a block that ran more than once has an output per call (``path@1``, ...). A block whose
+    last step is an identity placeholder (timm's linear bottleneck ends in an ``Identity``
+    activation) outputs what the placeholder passes on."""
     steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
                     if attrs["value"] == "tensor" for path in attrs["scope"])
     _, last_tensor = scope_bounds(arch)
@@ -84,7 +86,13 @@ def block_outputs(arch: ArchGraph) -> dict[str, str]:
     for path, calls in call_outputs(arch).items():
         if path in outputs:
             outputs.update(calls)
-    return outputs
+    return {path: _passed_on(arch, node) for path, node in outputs.items()}
+
+
+def stage_outputs(arch: ArchGraph) -> list[str]:
+    """The output of each feature stride's stage: the last main-path node at that stride
+    (:meth:`ArchGraph.stages`), or what it passes on where that is an identity placeholder."""
+    return [_passed_on(arch, node) for node in arch.stages()]
 
 
 def input_batch(arch: ArchGraph) -> int | None:

@@ -17,6 +17,7 @@ from ..graph.structure import (
     attention_interior,
     block_outputs,
     residual_interiors,
+    stage_outputs,
     stage_strides,
 )
 from .guards import guard_violations
@@ -69,7 +70,7 @@ class TapQuality:
 def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
     """Measure ``taps`` (:class:`~tapfinder.Tap` or node names) on ``arch``."""
     nodes = [tap.node if isinstance(tap, Tap) else tap for tap in taps]
-    ends = set(block_outputs(arch).values()) | set(arch.stages())
+    ends = set(block_outputs(arch).values()) | set(stage_outputs(arch))
     interior = attention_interior(arch)
     residual = residual_interiors(arch, interior)
     violations = {node: found for node in nodes

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from architectures import TinyTokenTransformer
+from support import TinyTokenTransformer
 from torch import nn
 
 import tapfinder

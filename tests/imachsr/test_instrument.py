@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 import torch
-from architectures import (
+from support import (
     GatedNet,
     RootBranchNet,
     ShapeCheckNet,

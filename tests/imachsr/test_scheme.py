@@ -5,34 +5,12 @@ import warnings
 
 import pytest
 import torch
-from architectures import SmallNet
-from torch import nn
+from support import SmallNet, TinySegmenter, batch
 from torch.nn import functional as F
 
 import imachsr
 import tapfinder
 from imachsr.losses import mutual_information_loss, negative_entropy
-
-
-class TinySegmenter(nn.Module):
-    """Encoder (two strided stages) and a head upsampling to the input size."""
-
-    def __init__(self, classes: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
-        self.down = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
-        self.head = nn.Conv2d(16, classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.head(self.down(self.stem(x))), size=x.shape[-2:], mode="bilinear")
-
-
-def batch(classes: int = 3, size: int = 16):
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, size, size)
-    y = torch.randint(0, classes, (2, size, size))
-    y[0, :3] = 255
-    return x, y
 
 
 def scheme_for(model=None, **options):
@@ -247,7 +225,7 @@ class RootBranchSegmenter(TinySegmenter):
 
 
 def test_a_model_fx_cannot_trace_trains_with_module_taps_through_forward_hooks():
-    from model_state import assert_same, snapshot
+    from support import assert_same, snapshot
 
     model = RootBranchSegmenter().train()
     before = snapshot(model)

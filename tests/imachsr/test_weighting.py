@@ -4,7 +4,7 @@ import math
 import warnings
 
 import pytest
-from test_scheme import TinySegmenter, batch
+from support import TinySegmenter, batch
 
 import imachsr
 from imachsr.weighting import normalisation, schedule_factor

@@ -51,12 +51,12 @@ def test_malformed_input_shape_is_a_usage_error(capsys):
 
 
 def test_user_factory_spec(capsys):
-    assert main(["summary", "architectures:SmallNet", "--input-shape", "2,3,16,16"]) == 0
+    assert main(["summary", "support:SmallNet", "--input-shape", "2,3,16,16"]) == 0
     assert "SmallNet" in capsys.readouterr().out
 
 
 def test_a_model_with_two_inputs_takes_one_input_shape_each(capsys):
-    arguments = ["summary", "architectures:TwoInputNet", "--input-shape", "2,3,16,16",
+    arguments = ["summary", "support:TwoInputNet", "--input-shape", "2,3,16,16",
                  "--input-shape", "2,5"]
     assert main(arguments) == 0
     out = capsys.readouterr().out
@@ -64,7 +64,7 @@ def test_a_model_with_two_inputs_takes_one_input_shape_each(capsys):
 
 
 def test_token_ids_are_given_with_input_dtype(capsys):
-    arguments = ["summary", "architectures:TinyTokenTransformer", "--input-shape", "2,12"]
+    arguments = ["summary", "support:TinyTokenTransformer", "--input-shape", "2,12"]
     assert main([*arguments, "--input-dtype", "int64"]) == 0
     assert "input  ids: (2, 12) int64" in capsys.readouterr().out
     assert main(arguments) == 1  # float ids into an embedding: the model cannot run
@@ -72,7 +72,7 @@ def test_token_ids_are_given_with_input_dtype(capsys):
 
 
 def test_a_root_fx_cannot_trace_is_analysed_from_one_run_with_a_note(capsys):
-    assert main(["summary", "architectures:RootBranchNet", "--input-shape", "1,3,8,8"]) == 0
+    assert main(["summary", "support:RootBranchNet", "--input-shape", "1,3,8,8"]) == 0
     captured = capsys.readouterr()
     assert "(shapes: eager)" in captured.out
     assert "tapfinder: note: torch.fx could not trace RootBranchNet.forward" in captured.err

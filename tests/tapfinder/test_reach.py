@@ -5,11 +5,11 @@ import warnings
 
 import pytest
 import torch
+from support import assert_same, snapshot
 
 import imachsr
 import tapfinder
 from tapfinder.capture.example_inputs import normalize_example_inputs, random_inputs
-from tests.model_state import assert_same, snapshot
 
 tv = pytest.importorskip("torchvision.models")
 

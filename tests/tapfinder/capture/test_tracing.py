@@ -5,8 +5,7 @@ import gc
 import psutil
 import pytest
 import torch
-from architectures import TinyTokenTransformer, TwoInputNet
-from model_state import assert_same, snapshot
+from support import TinyTokenTransformer, TwoInputNet, assert_same, snapshot
 from torch import nn
 
 import tapfinder
@@ -242,30 +241,6 @@ def test_a_seven_billion_parameter_meta_model_traces_without_allocating_weights(
     assert sum(a["params"] for _, a in arch.graph.nodes(data=True)) == parameters
     weight_bytes = parameters * 4
     assert rss_growth < weight_bytes / 100, f"RSS grew {rss_growth / 2**20:.0f} MiB"
-
-
-def test_summary_fits_one_screen_and_names_the_strides(small_net):
-    text = tapfinder.trace(small_net, (2, 3, 16, 16)).summary()
-    lines = text.splitlines()
-    assert len(lines) <= 30 and max(len(line) for line in lines) <= 120
-    assert "SmallNet" in lines[0] and "stage3_act" in text
-
-
-def test_json_round_trip_keeps_every_attribute(small_net, tmp_path):
-    arch = tapfinder.trace(small_net, (2, 3, 16, 16))
-    path = tmp_path / "arch.json"
-    arch.to_json(path)
-    restored = tapfinder.ArchGraph.from_json(path)
-    assert restored.traced is None and restored.graph_module is None
-    assert list(restored.graph.nodes(data=True)) == list(arch.graph.nodes(data=True))
-    assert list(restored.graph.edges) == list(arch.graph.edges)
-    assert (restored.inputs, restored.outputs) == (arch.inputs, arch.outputs)
-    assert restored.summary() == arch.summary()
-
-
-def test_from_json_refuses_other_documents(tmp_path):
-    with pytest.raises(ValueError, match="Not a tapfinder ArchGraph"):
-        tapfinder.ArchGraph.from_json('{"nodes": []}')
 
 
 class TokensBackOnTheGrid(nn.Module):

@@ -1,7 +1,5 @@
-import json
 import shutil
 
-import networkx as nx
 import pytest
 import torch
 
@@ -53,9 +51,10 @@ def test_labels_say_each_thing_once(analysed):
 def test_a_folded_box_names_the_node_each_of_its_taps_reads(analysed):
     arch, candidates, taps = analysed
     collapsed = render(arch, candidates=candidates, taps=taps, collapse=1).source
-    for number, tap in enumerate(taps, start=1):
-        if arch[tap.node]["scope"]:
-            assert f"TAP {number} at {tap.node}" in collapsed
+    folded = [(number, tap) for number, tap in enumerate(taps, start=1) if arch[tap.node]["scope"]]
+    assert folded  # ResNet-18's taps lie in its layers, which depth 1 folds
+    for number, tap in folded:
+        assert f"TAP {number} at {tap.node}" in collapsed
 
 
 def test_drawn_boxes_fold_modules_at_the_collapse_depth(analysed):
@@ -82,13 +81,3 @@ def test_dot_source_and_bad_extension(analysed, tmp_path):
     assert (tmp_path / "graph.dot").read_text().startswith("digraph")
     with pytest.raises(ValueError, match="use one of .svg"):
         render(arch, tmp_path / "graph.jpeg")
-
-
-def test_graphml_and_node_link_exports(analysed, tmp_path):
-    arch, _, _ = analysed
-    arch.to_graphml(tmp_path / "arch.graphml")
-    loaded = nx.read_graphml(tmp_path / "arch.graphml")
-    assert set(loaded.nodes) == set(arch.graph.nodes)
-    assert json.loads(loaded.nodes["layer4_1_relu_1"]["shape"]) == [1, 512, 7, 7]
-    data = json.loads(json.dumps(arch.to_node_link()))
-    assert len(data["nodes"]) == len(arch) and len(data["edges"]) == arch.graph.number_of_edges()

@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 import torch
-from architectures import TinyTokenTransformer
+from support import TinyTokenTransformer
 
 import tapfinder
 from tapfinder.graph.structure import canonical_node

@@ -120,7 +120,7 @@ timm = pytest.importorskip("timm")
     ("mobilenetv3_small_100", True),  # BatchNormAct2d counts batches in Python
 ])
 def test_analysis_leaves_caches_counters_and_rng_alone_and_can_be_repeated(name, training):
-    from model_state import assert_same, snapshot
+    from support import assert_same, snapshot
 
     import imachsr
 

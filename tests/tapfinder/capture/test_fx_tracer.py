@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 import torch
-from architectures import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet
+from support import GatedNet, RootBranchNet, ShapeCheckNet, SmallNet
 
 import tapfinder
 from tapfinder.errors import InvalidInputError, TraceFailure
@@ -46,7 +46,7 @@ def test_root_control_flow_records_one_eager_run_naming_the_line_and_the_fix_tha
         arch = tapfinder.trace(RootBranchNet(), (1, 3, 8, 8))
     message = str(caught[0].message)
     assert "RootBranchNet.forward" in message
-    assert "if x.sum() > 0:" in message and "architectures.py" in message
+    assert "if x.sum() > 0:" in message and "support.py" in message
     assert "move the code at that line into a submodule" in message
     assert "concrete_args" not in message  # unfed arguments are traced at their real defaults
     assert arch.shape_mode == "eager" and arch.graph_module is None
@@ -69,7 +69,7 @@ def test_branches_on_shapes_are_decided_from_the_example_inputs():
 def test_leaf_modules_by_path_and_by_type():
     arch = tapfinder.trace(SmallNet(), (1, 3, 8, 8), leaf_modules=["stage1"])
     assert arch["stage1"]["op"] == "call_module" and arch["stage1"]["params"] > 0
-    from architectures import ConvBlock
+    from support import ConvBlock
 
     arch = tapfinder.trace(SmallNet(), (1, 3, 8, 8), leaf_modules=[ConvBlock])
     called = [a["module"] for _, a in arch.graph.nodes(data=True) if a["op"] == "call_module"]
