@@ -30,7 +30,7 @@ from .node_kinds import (
 )
 
 __all__ = ["data_nodes", "scope_bounds", "call_outputs", "block_outputs", "stage_outputs",
-           "repeated_blocks", "input_batch", "stage_strides", "canonical_node", "base_distance",
+           "repeated_blocks", "sibling_blocks", "input_batch", "stage_strides", "canonical_node", "base_distance",
            "attention_interior", "residual_interiors"]
 
 
@@ -74,11 +74,14 @@ def call_outputs(arch: ArchGraph) -> dict[str, dict[str, str]]:
 
 
 def block_outputs(arch: ArchGraph) -> dict[str, str]:
-    """The output node of every block: a module whose forward records more than one tensor
-    step (a lone layer, such as a pool or an Identity, is not a block), outer modules first;
-    a block that ran more than once has an output per call (``path@1``, ...). A block whose
-    last step is an identity placeholder (timm's linear bottleneck ends in an ``Identity``
-    activation) outputs what the placeholder passes on."""
+    """Every block and its output node, outer modules first.
+
+    A **block** is a module whose forward records two or more tensor steps: a lone layer, such
+    as a convolution, a pool or an ``Identity``, is not one. This is the one definition of a
+    block; :func:`repeated_blocks` and :func:`sibling_blocks` choose among these. A block that
+    ran more than once has an output per call (``path@1``, ...). A block whose last step is an
+    identity placeholder (timm's linear bottleneck ends in an ``Identity`` activation) outputs
+    what the placeholder passes on."""
     steps = Counter(path for _, attrs in arch.graph.nodes(data=True)
                     if attrs["value"] == "tensor" for path in attrs["scope"])
     _, last_tensor = scope_bounds(arch)
@@ -204,14 +207,32 @@ def repeated_blocks(arch: ArchGraph) -> dict[str, str]:
                 layers[path] += 1
     calls = ({node.name: node.meta.get(CALL_META_KEY, {}) for node in arch.traced.graph.nodes}
              if arch.traced is not None and not arch.traced.eager else {})
-    named = _named_items(layers)
-    blocks = {}
+    # Blocks with two or more convolution or linear layers (which are two or more steps).
+    layered = {path for path in block_outputs(arch) if layers.get(path, 0) >= 2}
+    named = _named_items(layered)
+    found = {}
     for name, attrs in arch.graph.nodes(data=True):
-        indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and layers[p] >= 2]
-        indexed = indexed or [p for p in attrs["scope"] if p in named and layers[p] >= 2]
+        indexed = [p for p in attrs["scope"] if p.rpartition(".")[2].isdigit() and p in layered]
+        indexed = indexed or [p for p in attrs["scope"] if p in named]
         if indexed:
-            blocks[name] = calls.get(name, {}).get(indexed[-1], indexed[-1])
-    return blocks
+            found[name] = calls.get(name, {}).get(indexed[-1], indexed[-1])
+    return found
+
+
+def sibling_blocks(arch: ArchGraph) -> dict[tuple[str, str], list[str]]:
+    """Groups of two or more sibling blocks of one class, by (parent path, class name): a
+    stage's repeated blocks, a block's repeated parts (a bottleneck's three conv-norm-act
+    units). A block that ran more than once (ALBERT's shared layer) is one group of its calls
+    (``path``, ``path@1``, ...)."""
+    calls = call_outputs(arch)
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path in sorted(p for p in block_outputs(arch) if "@" not in p):
+        class_name = arch.module_types.get(path)
+        if class_name and path in calls:
+            groups[(path, class_name)] = list(calls[path])
+        elif class_name:
+            groups[(path.rpartition(".")[0], class_name)].append(path)
+    return {key: members for key, members in groups.items() if len(members) >= 2}
 
 
 def _named_items(paths: Iterable[str]) -> set[str]:
