@@ -31,11 +31,14 @@ from pathlib import Path
 # rate decayed to 0 (cosine), so every run ends on its plateau; their horizontal flips stay on, as
 # when their records were made (imachsr train no longer flips digits). The digits64 regimes are
 # the demo's own settings (imachsr train's defaults: 64x64, 1,024 canvases, 8 epochs at batch 8),
-# evaluated on 256 canvases; small enough for a 2-core CPU (about 3 to 6 minutes a run).
+# evaluated on 256 canvases; small enough for a 2-core CPU (about 3 to 10 minutes a run). The
+# scenes128 regimes need a GPU: ShapeScenes at 128x128, 1,024 scenes, 16 epochs at batch 16.
 DIGITS96 = {"data": "digits", "size": 96, "train_length": 1024, "eval_length": 256, "epochs": 10, "batch_size": 16,
             "lr": 1e-3, "lr_schedule": "cosine", "flip": True}
 DIGITS64 = {"data": "digits", "size": 64, "train_length": 1024, "eval_length": 256, "epochs": 8, "batch_size": 8,
             "lr": 2e-3, "lr_schedule": "cosine", "flip": None}
+SCENES128 = {"data": "scenes", "size": 128, "train_length": 1024, "eval_length": 256,
+             "epochs": 16, "batch_size": 16, "lr": 1e-3, "lr_schedule": "cosine", "flip": None}
 REGIMES: dict[str, dict] = {
     "digits96": {"family": "deeplabv3plus", "model": "smp:DeepLabV3Plus:resnet18", **DIGITS96},
     "digits96-lowdata": {"family": "deeplabv3plus", "model": "smp:DeepLabV3Plus:resnet18",
@@ -49,6 +52,10 @@ REGIMES: dict[str, dict] = {
                               **DIGITS64},
     "hf-segformer-digits64": {"family": "hf-segformer",
                               "model": "hf:SegformerForSemanticSegmentation", **DIGITS64},
+    # The harder data set: ShapeScenes (21 classes occluding each other on textures) at 128x128.
+    "unet-scenes128": {"family": "unet", "model": "smp:Unet:tu-resnet10t", **SCENES128},
+    "convnext-fpn-scenes128": {"family": "convnext-fpn", "model": "smp:FPN:tu-convnext_atto",
+                               **SCENES128},
 }
 
 # Taps named by hand, per model: (nodes, why). ``expert`` is what a practitioner would pick for
