@@ -81,8 +81,9 @@ def build_arch_graph(
     _add_reduction(graph, input_names)
     _add_layer_index(graph)
     output_node = next(n for n in reversed(nodes) if n.op == "output")
-    _add_main_path(graph, input_names, output_node.name)
-    return ArchGraph(
+    dominators = data_flow_dominators(graph, input_names)
+    _add_main_path(graph, dominators, output_node.name)
+    arch = ArchGraph(
         graph=graph,
         traced=traced,
         inputs=input_names,
@@ -97,6 +98,8 @@ def build_arch_graph(
         model_name=type(model).__name__,
         shape_mode=shape_mode,
     )
+    arch.__dict__["dominators"] = dominators  # ArchGraph.dominators, computed once (above)
+    return arch
 
 
 def _target_name(node: fx.Node) -> str:
@@ -242,9 +245,9 @@ def _add_layer_index(graph: nx.DiGraph) -> None:
         attrs["depth"] = attrs["layer_index"] / deepest if deepest else 0.0
 
 
-def _add_main_path(graph: nx.DiGraph, input_names: tuple[str, ...], output_name: str) -> None:
+def _add_main_path(graph: nx.DiGraph, dominators: dict[str, str | None],
+                   output_name: str) -> None:
     """Mark the nodes that dominate the output when paths start at the model's inputs."""
-    dominators = data_flow_dominators(graph, input_names)
     main_path = set()
     node = output_name if output_name in dominators else None
     while node is not None:

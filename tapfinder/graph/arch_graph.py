@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict
 
 import networkx as nx
 from torch import fx
@@ -97,6 +97,9 @@ class ArchGraph:
     shape_guards: list[str] = field(default_factory=list)
     model_name: str = ""
     shape_mode: ShapeMode = "meta"
+    # Structure facts computed from the graph (tapfinder.graph.structure), each once.
+    structure_memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False)
 
     @cached_property
     def graph_module(self) -> fx.GraphModule | None:
@@ -105,7 +108,8 @@ class ArchGraph:
 
     def __getitem__(self, name: str) -> NodeAttributes:
         """Attributes of the node called ``name``."""
-        return cast(NodeAttributes, self.graph.nodes[name])
+        attributes: NodeAttributes = self.graph.nodes[name]  # networkx stores plain dicts
+        return attributes
 
     def __contains__(self, name: object) -> bool:
         return name in self.graph

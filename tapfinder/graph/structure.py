@@ -10,10 +10,12 @@ graph structure and module scopes, never model names.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 
 import networkx as nx
 
@@ -29,6 +31,23 @@ from .node_kinds import (
     tensor_inputs,
 )
 
+_Fact = TypeVar("_Fact")
+
+
+def _once_per_graph(function: Callable[[ArchGraph], _Fact]) -> Callable[[ArchGraph], _Fact]:
+    """Compute a structure fact once per graph (the rules, guards and ranker all ask): the
+    result is shared, so callers read it and never modify it."""
+
+    @functools.wraps(function)
+    def memoised(arch: ArchGraph) -> _Fact:
+        memo = arch.structure_memo
+        if function.__name__ not in memo:
+            memo[function.__name__] = function(arch)
+        return cast(_Fact, memo[function.__name__])
+
+    return memoised
+
+
 __all__ = ["data_nodes", "scope_bounds", "call_outputs", "block_outputs", "stage_outputs",
            "repeated_blocks", "sibling_blocks", "input_batch", "stage_strides", "canonical_node", "base_distance",
            "attention_interior", "residual_interiors"]
@@ -42,6 +61,7 @@ def data_nodes(arch: ArchGraph) -> set[str]:
     return reached
 
 
+@_once_per_graph
 def scope_bounds(arch: ArchGraph) -> tuple[dict[str, str], dict[str, str]]:
     """For every module path: the first node recorded inside its forward, and the last tensor
     node (the block's output). One pass over the graph serves every rule that asks."""
@@ -55,6 +75,7 @@ def scope_bounds(arch: ArchGraph) -> tuple[dict[str, str], dict[str, str]]:
     return first, last_tensor
 
 
+@_once_per_graph
 def call_outputs(arch: ArchGraph) -> dict[str, dict[str, str]]:
     """For each block that ran more than once (ALBERT's one shared layer at every depth): the
     last tensor node of each call, by call key as fx counts calls (``path``, ``path@1``, ...).
@@ -73,6 +94,7 @@ def call_outputs(arch: ArchGraph) -> dict[str, dict[str, str]]:
             if len(calls) >= 2 and all(steps[key] >= 2 for key in calls)}
 
 
+@_once_per_graph
 def block_outputs(arch: ArchGraph) -> dict[str, str]:
     """Every block and its output node, outer modules first.
 
@@ -267,6 +289,7 @@ def base_distance(arch: ArchGraph, blocks: dict[str, str] | None = None) -> int:
     return statistics.median_low(steps) if steps else 1
 
 
+@_once_per_graph
 def attention_interior(arch: ArchGraph) -> set[str]:
     """The nodes strictly inside the modules that hold an attention core: every node of such a
     module but its output. A core in the root's own code has no module to bound it: nothing."""
@@ -291,7 +314,17 @@ def residual_interiors(arch: ArchGraph, interior: set[str] | None = None) -> dic
     scale does not count: SegFormer's keys and values are reduced spatially within its blocks.
     """
     if interior is None:
-        interior = attention_interior(arch)
+        return _residual_interiors(arch)
+    return _bypassed_by_sums(arch, interior)
+
+
+@_once_per_graph
+def _residual_interiors(arch: ArchGraph) -> dict[str, str]:
+    return _bypassed_by_sums(arch, attention_interior(arch))
+
+
+def _bypassed_by_sums(arch: ArchGraph, interior: set[str]) -> dict[str, str]:
+    """:func:`residual_interiors` with the attention interior given."""
     dominators = arch.dominators
     interiors: dict[str, str] = {}
     for join, attrs in arch.graph.nodes(data=True):
