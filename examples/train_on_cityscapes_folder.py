@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import imachsr
+from imachsr.checkpoints import save_atomically
 from imachsr.data import Cityscapes, PairedTransform
 from imachsr.metrics import SegmentationMetrics
 from tapfinder.zoo import build_model
@@ -79,7 +80,7 @@ def run(root: Path, crop: int, epochs: int, batch_size: int, device: torch.devic
             logits = torch.nn.functional.interpolate(logits, size=labels.shape[1:], mode="bilinear")
             metrics.update(logits.argmax(1).cpu(), labels)
     print(f"validation mIoU {metrics.compute()['mIoU'] * 100:.2f}")
-    torch.save(model.state_dict(), out)  # the plain model's weights, no heads
+    save_atomically(model.state_dict(), out)  # the plain model's weights, no heads
     print(f"saved {out}")
 
 

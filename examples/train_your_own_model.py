@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import imachsr
+from imachsr.checkpoints import save_atomically
 from imachsr.data import DigitCanvas, PairedTransform
 from imachsr.metrics import SegmentationMetrics
 
@@ -117,7 +118,7 @@ def main() -> None:
               f" validation mIoU {validation_miou(scheme.model, val_loader, num_classes):.1f}")
 
     # Keep only your model's weights: they load into the class you wrote, no heads attached.
-    torch.save(scheme.model.state_dict(), options.out)
+    save_atomically(scheme.model.state_dict(), options.out)  # never a half-written file
     restored = TinySegmenter(num_classes)
     restored.load_state_dict(torch.load(options.out))
     images, _ = next(iter(val_loader))

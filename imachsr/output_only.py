@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .scheme import SchemeOutput, masked_cross_entropy, model_logits
+from .scheme import SchemeOutput, check_label_shape, masked_cross_entropy, model_logits
 
 __all__ = ["OutputOnly"]
 
@@ -27,6 +27,8 @@ class OutputOnly(nn.Module):
         self.model, self.ignore_index = model, ignore_index
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> Any:
+        if target is not None:  # before the model runs: a bad call changes nothing
+            check_label_shape(target, [x], x.dim() - 2 if target.dim() > 1 else None)
         output = self.model(x)
         if target is None:
             return output

@@ -84,6 +84,26 @@ class SchemeOutput:
         return self._values
 
 
+def check_label_shape(target: torch.Tensor, inputs: Sequence[Any],
+                      spatial_dims: int | None) -> None:
+    """Raise ``ValueError`` saying what the labels must be when their rank does not fit the
+    task (``spatial_dims`` per label: 2 for ``(B, H, W)`` class maps, 0 for ``(B,)`` classes,
+    ``None`` where unknown) or their batch does not fit the first tensor input's. Checked
+    before the model runs, so a bad call changes nothing (BatchNorm statistics included)."""
+    batch = next((x.shape[0] for x in inputs if isinstance(x, torch.Tensor) and x.dim()), None)
+    rank_fits = spatial_dims is None or target.dim() == 1 + spatial_dims
+    if rank_fits and (batch is None or target.dim() == 0 or target.shape[0] == batch):
+        return
+    spatial = target.dim() - 1 if spatial_dims is None else spatial_dims
+    wanted = "(B,)" if spatial == 0 else "(B, " + ", ".join(
+        "HWD"[:spatial] if spatial <= 3 else ["S"] * spatial) + ")"
+    each = "image" if spatial == 0 else "pixel"
+    raise ValueError(
+        f"target has shape {tuple(target.shape)}, but the labels must be {wanted}: one class "
+        f"index per {each} for each of the {batch} inputs" + (
+            " (any height and width: the logits are resized to them)." if spatial else "."))
+
+
 def model_logits(output: Any) -> torch.Tensor:
     """The prediction in a model's output: the tensor itself, ``output["out"]`` (torchvision
     segmentation), ``output["logits"]`` (Hugging Face's ``ModelOutput``) or the first value of
@@ -244,6 +264,9 @@ class IMacHSR(nn.Module):
             probed = probe_hook_taps(tapped, example_inputs)
             described, image_size = probed.taps, probed.image_size
             self.classification = model_logits(probed.output).dim() == 2
+        # Labels are one class per image, or a map over the input image's axes.
+        self._label_spatial_dims = 0 if self.classification else (
+            len(image_size) if image_size else None)
         with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
             self.adapters = adapters_for(described, num_classes, image_size,
                                          pool=self.classification, capacity=adapter,
@@ -284,6 +307,7 @@ class IMacHSR(nn.Module):
             return self.model(*inputs, **model_kwargs)
         self._check_devices([*inputs, *model_kwargs.values()], target)
         target = self._checked_target(target)
+        check_label_shape(target, [*inputs, *model_kwargs.values()], self._label_spatial_dims)
         if self.schedule != "constant" and not self._progress_reported and self.training:
             warnings.warn(
                 f"schedule={self.schedule!r} decays the taps' weights as training progresses, but "

@@ -159,6 +159,11 @@ def test_e08_more_taps_than_the_model_holds(segmenter, tmp_path, capsys):
     pytest.param(torch.full((2, 16, 16), -1), r"outside \[0, 3\) .*min -1", id="e09-negative"),
     pytest.param(torch.zeros(2, 16, 16), "integer class indices", id="e10-float"),
     pytest.param(torch.zeros(2, dtype=torch.long), r"needs labels \(B, H, W\)", id="e10-shape"),
+    pytest.param(torch.zeros(2, 16, dtype=torch.long),
+                 r"target has shape \(2, 16\), but the "
+                 r"labels must be \(B, H, W\)", id="e10-rank"),
+    pytest.param(torch.zeros(3, 16, 16, dtype=torch.long), r"for each of the 2 inputs",
+                 id="e10-batch"),
 ])
 def test_e09_e10_labels_out_of_range_or_of_the_wrong_dtype_or_shape(segmenter, labels, message):
     scheme = scheme_for(segmenter)
@@ -166,6 +171,13 @@ def test_e09_e10_labels_out_of_range_or_of_the_wrong_dtype_or_shape(segmenter, l
     with pytest.raises(ValueError, match=message):
         scheme(batch()[0], labels)
     assert_same(before, snapshot(segmenter))
+
+
+def test_e10_output_only_training_names_the_label_shape_too(segmenter):
+    from imachsr.output_only import OutputOnly
+
+    with pytest.raises(ValueError, match=r"the labels must be \(B, H, W\)"):
+        OutputOnly(segmenter)(batch()[0], torch.zeros(2, 16, dtype=torch.long))
 
 
 def test_e11_a_batch_with_every_pixel_ignored_gives_a_zero_loss_and_zero_gradients(segmenter):

@@ -29,6 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tapfinder.errors import InvalidInputError, TapfinderError, TapShortfallWarning
 from tapfinder.zoo import build_model
 
+from ..checkpoints import save_atomically, write_text_atomically
 from ..data.splits import Augmented, RunData, run_data
 from ..losses import canonical_estimator
 from ..metrics import SegmentationMetrics
@@ -162,15 +163,16 @@ def train(config: TrainConfig) -> RunResult:
             _say(epoch_line(record, config.epochs, elapsed, elapsed / (epoch + 1 - start_epoch)))
         if rank == 0 and config.write_artefacts:
             out.mkdir(parents=True, exist_ok=True)
-            torch.save({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(), "epoch": epoch, "history": result.history,
-                        "config": asdict(config)}, state_path)
-            torch.save(objective.model.state_dict(), out / "model.pt")
+            save_atomically({"objective": objective.state_dict(),
+                             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                             "epoch": epoch, "history": result.history,
+                             "config": asdict(config)}, state_path)
+            save_atomically(objective.model.state_dict(), out / "model.pt")
     result.seconds = time.perf_counter() - began
     result.test = evaluate(objective.model, test_set, classes, config, device)
     if rank == 0 and config.write_artefacts:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(asdict(result), indent=1))
+        write_text_atomically(json.dumps(asdict(result), indent=1), out / "metrics.json")
         if not config.keep_state:  # only an interrupted run needs it; 3x the model's size
             state_path.unlink(missing_ok=True)
         from ..figures import plot_curves

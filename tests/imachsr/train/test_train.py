@@ -87,6 +87,50 @@ def test_an_interrupted_run_leaves_its_state_and_resumes(tmp_path, monkeypatch):
     assert not (out / "state.pt").exists()
 
 
+def test_a_checkpoint_write_killed_halfway_leaves_the_previous_epoch_to_resume_from(
+        tmp_path, monkeypatch):
+    """The second epoch's state write dies after half its bytes (a crash, a full disk): the
+    first epoch's state.pt stays whole, and --resume continues from it to the same end."""
+    import imachsr.checkpoints as checkpoints
+
+    out = tmp_path / "run"
+    arguments = [*TINY, "--epochs", "2", "--limit-steps", "2", "--schedule", "constant",
+                 "--lr-schedule", "constant", "--out", str(out)]
+    real_save, writes = torch.save, []
+
+    def dies_halfway(obj, file):
+        writes.append(file)
+        if len(writes) == 3:  # epoch 2's state.pt (epoch 1 wrote state.pt and model.pt)
+            real_save(obj, file)
+            file.truncate(file.tell() // 2)
+            raise OSError(28, "No space left on device")
+        return real_save(obj, file)
+
+    monkeypatch.setattr(checkpoints.torch, "save", dies_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        main(arguments)
+    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    state = torch.load(out / "state.pt", weights_only=False)  # readable: the first epoch's
+    assert state["epoch"] == 0 and not list(out.glob(".*.tmp"))
+    assert main([*arguments, "--resume"]) == 0
+    assert main([*arguments, "--out", str(tmp_path / "straight")]) == 0
+    resumed, straight = (torch.load(folder / "model.pt") for folder in (out, tmp_path / "straight"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_save_atomically_replaces_whole_files_only(tmp_path):
+    from imachsr.checkpoints import save_atomically, write_text_atomically
+
+    save_atomically({"a": torch.ones(2)}, tmp_path / "x.pt")
+    write_text_atomically("done", tmp_path / "x.json")
+    assert torch.equal(torch.load(tmp_path / "x.pt")["a"], torch.ones(2))
+    assert (tmp_path / "x.json").read_text() == "done"
+    with pytest.raises(AttributeError, match="pickle"):
+        save_atomically(lambda: None, tmp_path / "x.pt")  # unpicklable: nothing replaced
+    assert torch.equal(torch.load(tmp_path / "x.pt")["a"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.pt"]
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "smp:DeepLabV3Plus:resnt18"], "Did you mean"),
     (["--data", "cityscapes"], "needs --data-root"),
