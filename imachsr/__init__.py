@@ -7,6 +7,7 @@ Deep supervision on the transition points :mod:`tapfinder` finds::
     out = scheme(images, labels)          # out.loss (Eq. 3), out.terms, out.logits
     out.loss.backward(); optimizer.step()
     torch.save(scheme.model.state_dict(), "model.pt")   # loads into the original class
+    imachsr.plain_state_dict(wrapped_or_checkpoint)      # the same, out of DDP, Lightning, ...
 
 This package builds on ``tapfinder`` and is never imported by it.
 """
@@ -16,6 +17,7 @@ from tapfinder._version import __version__
 from .adapters import DimensionAdapter, build_adapters
 from .instrument import HookFallbackWarning, TappedModel, instrument
 from .losses import mutual_information_loss, negative_entropy
+from .plain_model import plain_state_dict
 from .scheme import IMacHSR, SchemeOutput, model_logits
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "mutual_information_loss",
     "negative_entropy",
     "model_logits",
+    "plain_state_dict",
 ]

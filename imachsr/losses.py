@@ -15,8 +15,8 @@ indices, with ``ignore_index`` marking pixels that no term may see.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch.nn import functional as F
@@ -40,6 +40,21 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
+class _computed_once:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """``functools.cached_property`` without its lock: Python 3.11's takes an ``RLock``, which
+    ``torch.compile`` cannot trace, so every tap's term would break the compiled graph."""
+
+    def __init__(self, compute: Callable[[Any], Any]) -> None:
+        self.compute, self.name = compute, compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)  # later reads skip this
+        return value
+
+
 class LabelStatistics:
     """What the loss terms need from one label map, computed once per label size and step, and
     each part only when a term first asks for it: cross-entropy per tap needs the valid-pixel
@@ -56,51 +71,51 @@ class LabelStatistics:
         # (B, N) class indices, ignored pixels included; classification labels are one "image"
         self.labels = target.reshape(1 if target.dim() == 1 else target.shape[0], -1)
 
-    @cached_property
+    @_computed_once
     def valid(self) -> torch.Tensor:
         """(B, N) True where the pixel is not ``ignore_index``."""
         return self.labels != self.ignore_index
 
-    @cached_property
+    @_computed_once
     def weight(self) -> torch.Tensor:
         """(B, N) 1.0 where the pixel is valid."""
         return self.valid.to(self.dtype)
 
-    @cached_property
+    @_computed_once
     def binned(self) -> torch.Tensor:
         """(B, N) class indices, ignored pixels moved to the extra bin ``classes``: no masks over
         (B, K, N) tensors."""
         return torch.where(self.valid, self.labels, self.classes)
 
-    @cached_property
+    @_computed_once
     def valid_per_image(self) -> torch.Tensor:
         """(B,) valid pixels per image."""
         return self.weight.sum(dim=1)
 
-    @cached_property
+    @_computed_once
     def counts(self) -> torch.Tensor:
         """(B, 1, 1) valid pixels per image, at least 1."""
         return self.valid_per_image.clamp_min(1).view(-1, 1, 1)
 
-    @cached_property
+    @_computed_once
     def prior(self) -> torch.Tensor:
         """(B, C) label distribution per image."""
         label_counts = self.weight.new_zeros(self.labels.shape[0], self.classes + 1).scatter_add_(
             1, self.binned, self.weight)[:, :self.classes]
         return label_counts / self.counts.view(-1, 1)
 
-    @cached_property
+    @_computed_once
     def entropy(self) -> torch.Tensor:
         """(B,) H(Y) per image."""
         return -torch.special.xlogy(self.prior, self.prior).sum(dim=1)
 
-    @cached_property
+    @_computed_once
     def image_weight(self) -> torch.Tensor:
         """(B,) 1 / (images with a valid pixel) for those images, else 0."""
         has_pixels = (self.valid_per_image > 0).to(self.dtype)
         return has_pixels / has_pixels.sum().clamp_min(1)
 
-    @cached_property
+    @_computed_once
     def pixel_weight(self) -> torch.Tensor:
         """(B, N) 1 / (valid pixels in the batch) where valid, else 0."""
         return self.weight / self.valid_per_image.sum().clamp_min(1)
@@ -186,6 +201,7 @@ def mutual_information_loss(
     return information_loss(logits, statistics, estimator=estimator, normalize=normalize)
 
 
+@torch.compiler.disable  # a data-dependent check: run eagerly, not traced into a compiled step
 def check_label_range(target: torch.Tensor, classes: int, ignore_index: int) -> None:
     """Raise ``ValueError`` naming the labels outside ``[0, classes)`` that are not
     ``ignore_index``. One host synchronisation."""

@@ -83,6 +83,13 @@ class SchemeOutput:
             self._values = values
         return self._values
 
+    @property
+    def term_tensors(self) -> dict[str, torch.Tensor]:
+        """The same terms as detached 0-d tensors left on the device, for loggers that take
+        tensors and reduce them themselves (Lightning's ``log_dict``): no host synchronisation,
+        and no finiteness check (``terms`` makes it)."""
+        return {name: value.detach() for name, value in self._terms.items()}
+
 
 def check_label_shape(target: torch.Tensor, inputs: Sequence[Any],
                       spatial_dims: int | None) -> None:
@@ -200,6 +207,9 @@ class IMacHSR(nn.Module):
     """
 
     tapped: TappedModel  # set with object.__setattr__: it shares self.model
+    # The loss is a mean over pixels, not a sum to divide by the Hugging Face Trainer's
+    # ``num_items_in_batch``: the Trainer then scales it for gradient accumulation itself.
+    accepts_loss_kwargs = False
 
     def __init__(
         self,
@@ -292,9 +302,16 @@ class IMacHSR(nn.Module):
         """``scheme(x, target)`` -> :class:`SchemeOutput`; ``scheme(x)`` -> the model's output.
 
         The labels are the argument after the model's own positional inputs (as many as the
-        example inputs gave), or ``target=`` by keyword. Other keyword arguments go to the
-        model (``scheme(pixel_values=x, target=y)``).
+        example inputs gave), or ``target=`` by keyword, or ``labels=`` (the keyword Hugging
+        Face models and their ``Trainer`` use). Labels never reach the model: a model that
+        computes its own loss from ``labels`` would otherwise return that loss and no tap term.
+        Other keyword arguments go to the model (``scheme(pixel_values=x, labels=y)``).
         """
+        if "labels" in model_kwargs:
+            if target is not None:
+                raise ValueError("Got both target= and labels=: pass the labels once, by either "
+                                 "name.")
+            target = model_kwargs.pop("labels")
         if target is None and len(inputs) == self.num_inputs + 1:
             inputs, target = inputs[:-1], inputs[-1]
         elif target is None and len(inputs) > self.num_inputs + 1:

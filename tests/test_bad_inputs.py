@@ -319,3 +319,47 @@ def test_e20_an_instrumented_model_called_unlike_its_example_says_what_differs()
     assert_same(before, snapshot(model))
     with torch.no_grad():  # at its default, the argument is the traced call
         assert torch.equal(tapped([image, image], None)[0], model([image, image]))
+
+
+def test_e21_labels_given_twice_are_refused_before_the_model_runs():
+    model = TinySegmenter().train()
+    scheme = imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16))
+    x, y = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="Got both target= and labels=: pass the labels once"):
+        scheme(x, target=y, labels=y)
+    assert_same(before, snapshot(model))
+
+
+def test_e22_plain_state_dict_of_something_without_exactly_one_scheme_says_what_to_pass():
+    model = TinySegmenter()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="TinySegmenter holds 0 IMacHSR schemes; pass the one"):
+        imachsr.plain_state_dict(model)
+    with pytest.raises(ValueError, match=r"does not hold exactly one IMacHSR scheme .*prefixes "
+                                         r"found: none\)\. Pass the scheme"):
+        imachsr.plain_state_dict(model.state_dict())
+    assert_same(before, snapshot(model))
+
+
+def test_e23_the_hugging_face_trainer_misused_says_how_to_use_it(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from imachsr.huggingface import DeepSupervisionTrainer
+
+    model = TinySegmenter().train()
+    arguments = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True)
+    before = snapshot(model)
+    with pytest.raises(TypeError, match=r"trains an imachsr.IMacHSR; got TinySegmenter\. Wrap"):
+        DeepSupervisionTrainer(model=model, args=arguments)
+    assert_same(before, snapshot(model))
+    scheme = imachsr.IMacHSR(model, 3, example_inputs=(2, 3, 16, 16))
+    trainer = DeepSupervisionTrainer(model=scheme, args=arguments)
+    images = torch.randn(2, 3, 16, 16)
+    before = snapshot(model)  # the Trainer seeds the random-number generators, as it documents
+    with pytest.raises(ValueError, match=r"The batch has no labels \(keys: x\).*under 'labels'"):
+        trainer.compute_loss(scheme, {"x": images})
+    with pytest.raises(FileNotFoundError, match="has no imachsr_adapters.safetensors: it was not"):
+        trainer._load_from_checkpoint(str(tmp_path))
+    assert_same(before, snapshot(model))

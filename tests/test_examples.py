@@ -25,6 +25,7 @@ def test_example_runs_with_smoke(script: Path, tmp_path: Path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip(), "an example should say what it did"
+    assert "predicts the same: False" not in done.stdout  # a reloaded model differs
     assert "Traceback" not in done.stderr
 
 
