@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     )
     from .graph import ArchGraph
     from .show.drawing import render
+    from .show.page import write_page
     from .taps.candidates import Candidate, find_candidates, registered_kinds, rule
     from .taps.selection import Tap, select_taps
 
@@ -40,7 +41,7 @@ _EXPORTS = {
     "EagerGraphWarning": "capture.tracing", "Inputs": "capture.example_inputs",
     "ArchGraph": "graph", "Candidate": "taps.candidates", "find_candidates": "taps.candidates",
     "registered_kinds": "taps.candidates", "rule": "taps.candidates", "Tap": "taps.selection",
-    "select_taps": "taps.selection", "render": "show.drawing", "InvalidInputError": "errors",
+    "select_taps": "taps.selection", "render": "show.drawing", "write_page": "show.page", "InvalidInputError": "errors",
     "ShapePropagationError": "errors", "TapfinderError": "errors", "TraceFailure": "errors",
     "TapShortfallWarning": "errors",
 }
@@ -74,6 +75,7 @@ __all__ = [
     "find_candidates",
     "select_taps",
     "render",
+    "write_page",
     "rule",
     "registered_kinds",
     "Candidate",

@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--render", metavar="FILE", help="also draw the graph (.svg/.png/.pdf/.dot)")
     inspect.add_argument("--collapse", type=int, metavar="DEPTH",
                          help="draw modules at this nesting depth as single boxes")
+    inspect.add_argument("--html", metavar="FILE",
+                         help="also write one self-contained, interactive HTML page (search, "
+                         "fold levels, each node's evidence)")
 
     render = commands.add_parser(
         "render", help="draw the annotated architecture graph",
@@ -126,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     from .capture.tracing import EagerGraphWarning, trace
     from .show.drawing import LARGE_DRAWING, drawn_boxes, render
+    from .show.page import write_page
     from .show.report import report_document, report_table
     from .taps.candidates import find_candidates
     from .taps.selection import select_taps
@@ -174,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 deeper = "a smaller --collapse DEPTH" if arguments.collapse else "--collapse 2"
                 print(f"tapfinder: hint: the drawing has {boxes} boxes, too tall to read; "
                       f"{deeper} draws each block as one box", file=sys.stderr)
+        if arguments.command == "inspect" and arguments.html:
+            notes = [str(w.message) for w in [*traced_warnings, *caught]
+                     if issubclass(w.category, UserWarning)]
+            write_page(arch, arguments.html, candidates, taps, warnings=notes,
+                       command=" ".join(["tapfinder", *(argv if argv is not None else sys.argv[1:])]))
     except ValueError as error:
         print(f"tapfinder: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -191,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report_table(arch, candidates, taps))
         if arguments.render:
             print(f"wrote {target}")
+    if arguments.command == "inspect" and arguments.html:
+        print(f"wrote {arguments.html}")
     return EXIT_OK
 
 

@@ -68,7 +68,8 @@ def render(
     collapse: int | None = None,
 ) -> graphviz.Digraph:
     """Build the drawing and write it to ``path`` when given (format from the extension:
-    ``.svg``, ``.png``, ``.pdf`` or ``.dot``).
+    ``.svg``, ``.png``, ``.pdf`` or ``.dot``; ``.html`` writes the interactive page of
+    :func:`tapfinder.show.page.write_page`, with every fold level).
 
     Parameters
     ----------
@@ -125,7 +126,11 @@ def render(
             for kind in used:
                 legend.node(f"legend_{kind}", kind, fillcolor=KIND_COLOURS.get(kind, _OTHER_KIND))
 
-    if path is not None:
+    if path is not None and Path(path).suffix.lower() == ".html":
+        from .page import write_page  # the page draws every fold level with this function
+
+        write_page(arch, path, candidates, taps)
+    elif path is not None:
         _write(dot, Path(path))
     return dot
 
@@ -188,7 +193,8 @@ def _operation(attrs: NodeAttributes) -> str:
 def _write(dot: graphviz.Digraph, path: Path) -> None:
     suffix = path.suffix.lstrip(".").lower()
     if suffix not in FORMATS:
-        raise ValueError(f"Cannot render to {path.name!r}: use one of .{', .'.join(FORMATS)}.")
+        raise ValueError(f"Cannot render to {path.name!r}: use one of .{', .'.join(FORMATS)} "
+                         "or .html.")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == "dot":
         path.write_text(dot.source)
