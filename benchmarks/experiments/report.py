@@ -229,6 +229,10 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
                   "random taps against output-only, output-only given the default's extra time "
                   "(`output-only-matched`), and the automatic taps against the other two.", "",
                   *families, ""]
+    sentences = family_sentences(regimes)
+    if sentences:
+        lines += ["The default with automatic taps, family by family at the demo's settings "
+                  "(the README quotes these lines):", "", *sentences, ""]
     for regime, records in regimes.items():
         first = records[0]
         config = first.get("config", {})
@@ -261,6 +265,34 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
 def _devices(records: list[dict]) -> str:
     counts = Counter(record.get("device", "?") for record in records)
     return ", ".join(f"{device} ({count} runs)" for device, count in counts.items())
+
+# The regimes whose verdicts the README states, one sentence per family: each family at the
+# demo's own settings (DigitCanvas 64x64, 1,024 images, 8 epochs), and how to name it.
+FAMILY_REGIMES = {
+    "deeplabv3plus-digits64": "DeepLabV3+ (smp, ResNet-10-T)",
+    "unet-digits64": "U-Net (smp, ResNet-10-T)",
+    "pvt-fpn-digits64": "PVTv2-B0 with an FPN decoder (smp)",
+    "convnext-fpn-digits64": "ConvNeXt-atto with an FPN decoder (smp)",
+    "hf-segformer-digits64": "SegFormer (Hugging Face, MiT-b0)",
+}
+_VERDICT_WORDS = {"better": "helps", "within noise": "within noise", "worse": "hurts"}
+
+
+def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
+    """One line per family of FAMILY_REGIMES with 8 or more paired seeds of the default with
+    automatic taps: helps / within noise / hurts, with its paired test-mIoU difference."""
+    lines = []
+    for regime, name in FAMILY_REGIMES.items():
+        records = regimes.get(regime, [])
+        baseline = {r["seed"]: r for r in records if r["arm"] == "output-only"}
+        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
+        difference = _against(runs, baseline, _test_miou)
+        if difference is None or difference.n < 8:
+            continue
+        lines.append(f"- {name}: {_VERDICT_WORDS[difference.verdict]}, {difference.mean:+.1f} "
+                     f"test mIoU [{difference.low:+.1f}, {difference.high:+.1f}] over "
+                     f"output-only ({difference.n} paired seeds).")
+    return lines
 
 
 # The evidence `imachsr train --compare` and the README's demo quote to users: an arm's paired

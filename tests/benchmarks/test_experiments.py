@@ -202,3 +202,14 @@ def test_the_evidence_quoted_to_users_is_the_records_and_the_readme_follows_it()
     readme = " ".join((EXPERIMENTS.parents[1] / "README.md").read_text().split())
     assert (f"measure the defaults at +{demo['mean']:.1f} test mIoU [+{demo['low']:.1f}, "
             f"+{demo['high']:.1f}] over output-only {evidence['where']}") in readme
+
+
+def test_the_readme_says_for_each_family_what_the_default_did():
+    """One line per family with 8 paired seeds: helps / within noise / hurts, as the records say."""
+    from report import family_sentences
+
+    sentences = family_sentences(load_records(EXPERIMENTS.parents[1] / "docs" / "results"))
+    assert len(sentences) >= 4
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
+    missing = [line for line in sentences if line not in readme]
+    assert not missing, missing
