@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import Dataset
+
+from .drawn import DrawnDataset
 
 __all__ = ["DigitCanvas"]
 
@@ -24,7 +25,7 @@ def _source_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return digits.images[chosen] / 16.0, digits.target[chosen]
 
 
-class DigitCanvas(Dataset):
+class DigitCanvas(DrawnDataset):
     """Canvases with several digits at random positions and scales; label = digit + 1, 0 for
     background (11 classes).
 
@@ -63,23 +64,10 @@ class DigitCanvas(Dataset):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
-        self.split, self.length, self.size = split, length, size
+        super().__init__(length, cache)
+        self.split, self.size = split, size
         self.digits, self.clutter, self.seed = digits, clutter, seed
         self.images, self.targets = _source_digits(split)
-        self._drawn: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        if self._drawn is None:
-            return self._draw(index)
-        if index not in self._drawn:
-            self._drawn[index] = self._draw(index)
-        image, labels = self._drawn[index]
-        return image.clone(), labels.clone()  # transforms may write into what they are given
 
     def _draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, list(SPLITS).index(self.split), index])

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import Dataset
 
 from .digits import SPLITS, _source_digits
+from .drawn import DrawnDataset
 
 __all__ = ["ShapeScenes"]
 
@@ -46,7 +46,7 @@ SHAPES = {
 }
 
 
-class ShapeScenes(Dataset):
+class ShapeScenes(DrawnDataset):
     """Scenes of 3 to 8 objects of 20 classes that occlude each other on textured backgrounds.
 
     Label 0 is the background, 1-10 the shapes of :attr:`SHAPES` (disc, ring, square, triangle,
@@ -100,23 +100,9 @@ class ShapeScenes(Dataset):
         if not 1 <= objects[0] <= objects[1]:
             raise ValueError(f"objects must be a range (low, high) with 1 <= low <= high; "
                              f"got {objects!r}.")
-        self.split, self.length, self.size, self.objects, self.seed = (
-            split, length, size, objects, seed)
+        super().__init__(length, cache)
+        self.split, self.size, self.objects, self.seed = split, size, objects, seed
         self.digits, self.digit_targets = _source_digits(split)
-        self._drawn: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        if self._drawn is None:
-            return self._draw(index)
-        if index not in self._drawn:
-            self._drawn[index] = self._draw(index)
-        image, labels = self._drawn[index]
-        return image.clone(), labels.clone()
 
     def _draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 1 + list(SPLITS).index(self.split), index, 21])
