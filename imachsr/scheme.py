@@ -169,8 +169,11 @@ class IMacHSR(nn.Module):
         The estimator of Eq. 1 (:func:`imachsr.losses.mutual_information_loss`): ``"eq1"``
         (default: the paper's, the adapter's cross-entropy over every valid pixel),
         ``"joint-image"`` or ``"variational-image"`` (this project's per-image readings, which
-        measured worse). The earlier names ``"ce"``, ``"joint"`` and ``"variational"`` still
-        work.
+        measured worse), ``"joint-batch"`` (the joint MI over the whole batch) or ``"rmi"``
+        (region MI beside cross-entropy): heterogeneous losses from the literature, not yet
+        measured here. The earlier names ``"ce"``, ``"joint"`` and ``"variational"`` still
+        work. A confidence penalty on each head's class probabilities (Pereyra et al.) is
+        ``beta > 0`` with ``ne_on="adapter"``.
     ne_on
         ``"features"`` (Eq. 2 on the tap's channels) or ``"adapter"`` (on the adapter's logits).
     resolution

@@ -183,6 +183,14 @@ ARMS: dict[str, tuple[dict, str]] = {
         {**DEFAULT, "taps_from": "block-end"},
         "the default objective on the `mid-block` taps with the mid-block one moved to its "
         "block's output."),
+    "joint-batch-auto": (
+        {**DEFAULT, "mi": "joint-batch", "taps_from": "auto"},
+        "the default with each tap's term the joint MI over the whole batch (`mi='joint-batch'`, "
+        "IIC's form) instead of its cross-entropy: a heterogeneous loss (issue 24)."),
+    "rmi-auto": (
+        {**DEFAULT, "mi": "rmi", "taps_from": "auto"},
+        "the default with each tap's term region MI beside cross-entropy, half and half "
+        "(`mi='rmi'`, Zhao et al. 2019): a heterogeneous loss (issue 24)."),
     "output-only-matched": (
         {"method": "plain", "compute_matched": True},
         "output-only trained for as much longer as `default-auto` took over output-only in this "

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from imachsr.losses import (
     information_loss,
@@ -106,7 +107,8 @@ def test_eq1_is_the_papers_cross_entropy_over_every_pixel_and_variational_its_pe
     assert bound == pytest.approx(sum(per_image) / 2, abs=1e-5)
 
 
-@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1"])
+@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1", "joint-batch",
+                                       "rmi"])
 def test_ignored_pixels_change_nothing(estimator):
     torch.manual_seed(3)
     logits, labels = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
@@ -118,7 +120,8 @@ def test_ignored_pixels_change_nothing(estimator):
     assert float(a) == pytest.approx(float(b), abs=1e-6)
 
 
-@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1"])
+@pytest.mark.parametrize("estimator", ["joint-image", "variational-image", "eq1", "joint-batch",
+                                       "rmi"])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_degenerate_images_stay_finite(estimator, normalize):
     logits = torch.randn(3, 4, 3, 3, requires_grad=True)
@@ -242,3 +245,103 @@ def test_the_readme_and_the_help_say_the_default_is_the_papers_eq1_not_plain_cro
     assert IMacHSR.__init__.__kwdefaults__["mi"] == "eq1"
     help_text = " ".join(parser().format_help().split())
     assert "eq1 is the paper's" in help_text and "this project's per-image alternatives" in help_text
+
+
+# --- heterogeneous losses (issue 24) ----------------------------------------------------------
+
+
+def test_batch_joint_mi_asks_a_channel_to_mean_one_class_across_images():
+    # Two single-class images; channel k says class k in both. Per image there is nothing to
+    # know (H(Y_b) = 0); over the batch the channel tells the class: log 2.
+    logits = torch.full((2, 2, 2, 2), -20.0)
+    logits[0, 0], logits[1, 1] = 20.0, 20.0
+    labels = torch.stack([torch.zeros(2, 2, dtype=torch.long), torch.ones(2, 2, dtype=torch.long)])
+    batch = -float(mutual_information_loss(logits, labels, estimator="joint-batch"))
+    assert batch == pytest.approx(math.log(2), abs=1e-6)
+    assert -float(mutual_information_loss(logits, labels, estimator="joint-image")) == \
+        pytest.approx(0.0, abs=1e-6)
+    # A channel that means class 0 in one image and class 1 in the other tells nothing.
+    swapped = logits.clone()
+    swapped[1] = logits[0]
+    assert -float(mutual_information_loss(swapped, labels, estimator="joint-batch")) == \
+        pytest.approx(0.0, abs=1e-6)
+    assert -float(mutual_information_loss(logits, labels, estimator="joint-batch",
+                                          normalize=True)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_batch_joint_mi_matches_a_hand_computation():
+    # One image of 2 pixels and one of 1, probabilities given directly through log.
+    probs = torch.tensor([[[0.8, 0.3]], [[0.2, 0.7]]]).permute(1, 0, 2)  # (1, 2, 2)
+    logits = torch.cat([probs.log(), torch.tensor([[[0.6], [0.4]]]).log().expand(1, 2, 2)
+                        .clone()], dim=0)  # image 2: p = (0.6, 0.4) at both pixels
+    labels = torch.tensor([[0, 1], [1, 255]])
+    rows = [(0.8, 0.2, 0), (0.3, 0.7, 1), (0.6, 0.4, 1)]  # (p0, p1, label) per valid pixel
+    joint = [[sum(r[k] for r in rows if r[2] == c) / 3 for c in range(2)] for k in range(2)]
+    pk = [sum(joint[k]) for k in range(2)]
+    pc = [joint[0][c] + joint[1][c] for c in range(2)]
+    by_hand = sum(joint[k][c] * math.log(joint[k][c] / (pk[k] * pc[c]))
+                  for k in range(2) for c in range(2))
+    assert -float(mutual_information_loss(logits, labels, estimator="joint-batch")) == \
+        pytest.approx(by_hand, abs=1e-6)
+
+
+def region_bound_by_loops(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The region-MI bound written out for maps too small to pool: per image and class, the
+    3x3 neighbourhood vectors, their covariances and 1/2 log det of the conditional one, / 9."""
+    from imachsr.region_information import EPSILON
+
+    values = []
+    batch, classes, height, width = probs.shape
+    for b in range(batch):
+        for k in range(classes):
+            y_vectors, p_vectors = [], []
+            for i in range(height - 2):
+                for j in range(width - 2):
+                    y_vectors.append([float(labels[b, i + di, j + dj] == k)
+                                      for di in range(3) for dj in range(3)])
+                    p_vectors.append([float(probs[b, k, i + di, j + dj])
+                                      for di in range(3) for dj in range(3)])
+            y = torch.tensor(y_vectors, dtype=torch.float64).T
+            p = torch.tensor(p_vectors, dtype=torch.float64).T
+            y, p = y - y.mean(1, keepdim=True), p - p.mean(1, keepdim=True)
+            m, ridge = y.shape[1], EPSILON * torch.eye(9, dtype=torch.float64)
+            cov_y, cov_p, cov_yp = y @ y.T / m, p @ p.T / m + ridge, y @ p.T / m
+            conditional = cov_y - cov_yp @ torch.linalg.inv(cov_p) @ cov_yp.T + ridge
+            values.append(0.5 * float(torch.logdet(conditional)) / 9)
+    return sum(values) / len(values)
+
+
+def test_region_mi_is_the_gaussian_bound_written_out_and_mixed_half_with_cross_entropy():
+    from imachsr.region_information import region_information_loss
+
+    torch.manual_seed(5)
+    logits, labels = torch.randn(2, 3, 7, 8), torch.randint(0, 3, (2, 7, 8))
+    probs = logits.softmax(dim=1)
+    region = float(region_information_loss(probs, labels, torch.ones_like(labels, dtype=torch.bool)))
+    assert region == pytest.approx(region_bound_by_loops(probs, labels), abs=1e-6)
+    cross_entropy = float(torch.nn.functional.cross_entropy(logits, labels))
+    mixed = float(mutual_information_loss(logits, labels, estimator="rmi"))
+    assert mixed == pytest.approx(0.5 * cross_entropy + 0.5 * region, abs=1e-5)
+
+
+def test_region_mi_rewards_predictions_whose_neighbourhoods_explain_the_labels():
+    from imachsr.region_information import region_information_loss
+
+    torch.manual_seed(6)
+    labels = torch.randint(0, 2, (2, 12, 12))
+    valid = torch.ones_like(labels, dtype=torch.bool)
+    perfect = torch.nn.functional.one_hot(labels, 2).permute(0, 3, 1, 2).float()
+    constant = torch.full_like(perfect, 0.5)
+    noisy = (perfect * 0.6 + torch.rand_like(perfect) * 0.4)
+    scores = [float(region_information_loss(p, labels, valid)) for p in (perfect, noisy, constant)]
+    assert scores[0] < scores[1] < scores[2]
+
+
+def test_region_mi_refuses_class_labels_and_leaves_maps_below_3x3_to_cross_entropy():
+    with pytest.raises(ValueError, match=r"region MI needs \(B, H, W\) labels"):
+        mutual_information_loss(torch.randn(4, 3), torch.randint(0, 3, (4,)), estimator="rmi")
+    logits, labels = torch.randn(1, 3, 2, 2, requires_grad=True), torch.randint(0, 3, (1, 2, 2))
+    loss = mutual_information_loss(logits, labels, estimator="rmi")
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(0.5 * float(F.cross_entropy(logits.detach(), labels)), abs=1e-6)
+    assert torch.isfinite(logits.grad).all()

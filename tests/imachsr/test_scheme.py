@@ -253,3 +253,15 @@ def test_automatic_taps_on_an_untraceable_model_are_module_outputs_of_the_record
     assert {f"mi/{tap}" for tap in scheme.taps} <= out.terms.keys()
 
 
+
+
+@pytest.mark.parametrize("estimator", ["joint-batch", "rmi"])
+def test_the_heterogeneous_tap_losses_train_through_the_scheme(estimator):
+    torch.manual_seed(0)
+    scheme = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 32, 32), mi=estimator)
+    x, y = batch(size=32)
+    out = scheme(x, y)
+    out.loss.backward()
+    assert all(math.isfinite(out.terms[f"mi/{tap}"]) for tap in scheme.taps)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in scheme.adapters.parameters())
