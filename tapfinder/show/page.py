@@ -64,8 +64,10 @@ def html_page(arch: ArchGraph, candidates: Iterable[Candidate] = (), taps: Itera
               *, command: str | None = None, warnings: Sequence[str] = ()) -> str:
     """The page as one HTML string (see :func:`page_data` for what it holds)."""
     data = page_data(arch, candidates, taps, command=command, warnings=warnings)
-    # "</" cannot end the script element early once escaped; JSON reads "<\/" as "</".
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # Inside a script element "</" would end it, and "<!--" (graphviz writes SVG comments)
+    # can change where the browser finds its end; JSON reads both escapes back as written.
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace(
+        "<!--", "\\u003c!--")
     title = html.escape(f"{data['model']}: tapfinder")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

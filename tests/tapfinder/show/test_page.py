@@ -63,8 +63,10 @@ def test_the_page_is_self_contained():
     page = html_page(arch, candidates, taps)
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page)
     assert not re.search(r"url\(|@import|fetch\(|XMLHttpRequest", page)
-    # </script> inside the data cannot end the element early.
+    # </script> and <!-- (graphviz's SVG comments) inside the data cannot end it early.
     assert page.count("</script>") == 2
+    data_element = page[page.index('id="tapfinder-data"'):]
+    assert "<!--" not in data_element[:data_element.index("</script>")]
 
 
 def test_inspect_writes_the_page_with_its_command(tmp_path, capsys):
