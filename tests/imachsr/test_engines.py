@@ -58,6 +58,33 @@ def test_bfloat16_autocast_on_the_cpu_trains_with_a_float32_loss():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in scheme.parameters())
 
 
+def test_float16_autocast_with_a_grad_scaler_trains_to_the_float32_losses():
+    """The float16 recipe (autocast and GradScaler) with the default objective, on the CPU
+    here; on a GPU it is the same code with "cuda"."""
+    torch.manual_seed(0)
+    scheme = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 16, 16))
+    reference = copy.deepcopy(scheme)
+    scaler = torch.amp.GradScaler("cpu")
+    optimizer = torch.optim.SGD(scheme.parameters(), lr=0.1)
+
+    def half_step(x, y):
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = scheme(x, y)
+        assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.float16
+        return out
+
+    losses = []
+    for index in range(3):
+        x, y = batch()
+        out = half_step(x + index, y)
+        scaler.scale(out.loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        losses.append(out.loss.item())
+    assert losses == pytest.approx(sgd_losses(reference, reference), rel=0.02)
+
+
 def run_lightning(command: list[str], cwd: Path) -> str:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
