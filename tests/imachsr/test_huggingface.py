@@ -99,3 +99,9 @@ def test_resuming_restores_the_model_and_the_adapters(tmp_path):
     trainer = DeepSupervisionTrainer(model=fresh, args=arguments(tmp_path), train_dataset=Items())
     trainer._load_from_checkpoint(str(tmp_path / "checkpoint-2"))
     assert all(torch.equal(saved[k], v) for k, v in fresh.state_dict().items())
+    # load_best_model_at_end reads the same folders.
+    best = imachsr.IMacHSR(segformer(), CLASSES, example_inputs=(2, 3, SIZE, SIZE))
+    trainer = DeepSupervisionTrainer(model=best, args=arguments(tmp_path), train_dataset=Items())
+    trainer.state.best_model_checkpoint = str(tmp_path / "checkpoint-2")
+    trainer._load_best_model()
+    assert all(torch.equal(saved[k], v) for k, v in best.state_dict().items())
