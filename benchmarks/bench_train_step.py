@@ -19,8 +19,9 @@ its peak memory is its own:
 - ``ce-linear-3``: the same with the paper's 1x1 adapters: classic deep supervision, whose cost
   is the scheme's machinery more than its arithmetic;
 - ``paper-3``: the 0.1 defaults (joint MI, 1x1 adapters, taps at position ``input``);
-- ``joint-batch-3``, ``rmi-3``: the defaults with the batch-level joint MI or region MI beside
-  cross-entropy as each tap's term (the heterogeneous losses of issue 24);
+- ``joint-batch-3``, ``rmi-3``, ``contrast-3``: the defaults with the batch-level joint MI,
+  region MI beside cross-entropy, or pixel contrast beside cross-entropy as each tap's term
+  (the heterogeneous losses of issue 24);
 - ``hooks-3``: classic deep supervision written by hand with forward hooks on tapfinder's 3
   taps at position ``input`` (1x1 conv heads, the same cross-entropy on each): what users do
   without the library.
@@ -72,11 +73,12 @@ from torch.nn import functional as F
 CLASSES = 11
 CONFIGURATIONS = ["plain", *(f"imachsr-{k}" for k in range(1, 6)), "ne-3", "head64-3",
                   "pointwise-3", "separable-3", "floor-3", "ce-linear-3", "paper-3", "hooks-3",
-                  "joint-batch-3", "rmi-3"]
+                  "joint-batch-3", "rmi-3", "contrast-3"]
 VARIANTS = {"imachsr": {}, "ne": {"beta": 0.01}, "head64": {"head_width": 64},
             "pointwise": {"adapter": "pointwise"}, "separable": {"adapter": "separable"},
             "ce-linear": {"adapter": "linear"},
             "joint-batch": {"mi": "joint-batch"}, "rmi": {"mi": "rmi"},
+            "contrast": {"mi": "contrast"},
             "paper": {"mi": "joint", "adapter": "linear", "position": "input",
                       "schedule": "constant", "beta": 0.01}}
 SYNC_EVENTS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::equal")

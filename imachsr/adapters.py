@@ -92,15 +92,22 @@ class DimensionAdapter(nn.Module):
         self.project = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(features))
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The head's hidden features (the tap's own for a ``"linear"`` adapter), laid out as
+        the logits are: ``(B, D, *grid)`` for dense labels, ``(B, D)`` when pooled. Pixel
+        contrast (``mi="contrast"``) compares pixels in this space."""
+        body = self.project[:-1] if isinstance(self.project, nn.Sequential) else nn.Identity()
         layout = self.layout
         if self.pool:
             if features.dim() > 2 and layout in ("NHWC", "NLC"):
                 features = features.flatten(1, -2).mean(dim=1)
             elif features.dim() > 2:
                 features = features.flatten(2).mean(dim=2)
-            return self.project(features)
+            return body(features)
         if layout == "NHWC":
-            return self.project(features).permute(0, 3, 1, 2)
+            return body(features).permute(0, 3, 1, 2)
         if layout == "NLC":
             if self.grid is None:
                 raise ValueError("a token adapter needs the token grid it was built with.")
@@ -111,9 +118,17 @@ class DimensionAdapter(nn.Module):
                     f"but got {features.shape[1]} tokens: the input size changed. Build the "
                     "scheme with example_inputs of the size you train on (fixed-size crops)."
                 )
-            logits = self.project(features[:, extra:])
-            return logits.transpose(1, 2).reshape(logits.shape[0], -1, height, width)
-        return self.project(features)
+            hidden = body(features[:, extra:])
+            return hidden.transpose(1, 2).reshape(hidden.shape[0], -1, height, width)
+        return body(features)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits from :meth:`embed`'s output: the adapter's last layer, a 1x1 convolution or
+        a linear layer over the channel dimension 1."""
+        last = self.project[-1] if isinstance(self.project, nn.Sequential) else self.project
+        if isinstance(last, nn.Linear) and embedding.dim() > 2:
+            return last(embedding.movedim(1, -1)).movedim(-1, 1)
+        return last(embedding)
 
 
 def build_adapters(

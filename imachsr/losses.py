@@ -31,10 +31,11 @@ __all__ = [
 
 # The estimators of Eq. 1's mutual information: the paper's, this project's per-image readings,
 # then heterogeneous losses from the literature (issue 24: batch-level joint MI, as IIC computes
-# it; region MI beside cross-entropy, as Zhao et al. 2019 train with it).
-Estimator = Literal["eq1", "joint-image", "variational-image", "joint-batch", "rmi"]
+# it; region MI beside cross-entropy, as Zhao et al. 2019 train with it; supervised pixel
+# contrast on the head's embedding beside cross-entropy, imachsr.pixel_contrast).
+Estimator = Literal["eq1", "joint-image", "variational-image", "joint-batch", "rmi", "contrast"]
 ESTIMATORS: tuple[Estimator, ...] = ("eq1", "joint-image", "variational-image", "joint-batch",
-                                     "rmi")
+                                     "rmi", "contrast")
 # "rmi" is the published recipe: this share of the region-MI bound, the rest cross-entropy.
 RMI_SHARE = 0.5
 # Earlier names, still accepted (the records in docs/results/ keep them).
@@ -182,7 +183,9 @@ def mutual_information_loss(
         adapter scores ``H(Y)`` of the batch's labels, where ``"joint-image"`` scores each
         image's own, near 0 on single-digit canvases. ``"rmi"``: region mutual information
         (:mod:`imachsr.region_information`, Zhao et al. 2019) beside cross-entropy, half and
-        half as published; dense labels of at least 3x3 only.
+        half as published; dense labels of at least 3x3 only. ``"contrast"`` (supervised pixel
+        contrast on the head's hidden embedding beside cross-entropy) is computed by
+        :class:`imachsr.IMacHSR`, which holds the heads.
     normalize
         Divide each image's MI by ``H(Y)`` of its labels, so it lies in ``[0, 1]``
         (``"joint-image"`` and ``"variational-image"``).
@@ -257,6 +260,10 @@ def information_loss(
         total = F.cross_entropy(flat_logits, labels.labels, ignore_index=labels.ignore_index,
                                 reduction="sum")
         return total / labels.counts.sum()
+    if estimator == "contrast":
+        raise ValueError("mi='contrast' compares the head's hidden embedding, which logits do not "
+                         "carry: use IMacHSR(..., mi='contrast'), or "
+                         "imachsr.pixel_contrast.pixel_contrast_loss on embeddings.")
     if estimator == "rmi":
         if len(labels.shape) != 3:
             raise ValueError(f"region MI needs (B, H, W) labels; got {labels.shape}.")

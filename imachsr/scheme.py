@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -30,6 +30,7 @@ from tapfinder.errors import TraceFailure
 from .adapters import (
     CAPACITIES,
     HEAD_WIDTH,
+    DimensionAdapter,
     adapter_key,
     adapters_for,
     check_head_width,
@@ -43,6 +44,7 @@ from .losses import (
     label_statistics,
     negative_entropy,
 )
+from .pixel_contrast import CONTRAST_WEIGHT, pixel_contrast_loss
 from .probe import probe_hook_taps
 from .weighting import SCHEDULES, normalisation, schedule_factor
 
@@ -169,9 +171,10 @@ class IMacHSR(nn.Module):
         The estimator of Eq. 1 (:func:`imachsr.losses.mutual_information_loss`): ``"eq1"``
         (default: the paper's, the adapter's cross-entropy over every valid pixel),
         ``"joint-image"`` or ``"variational-image"`` (this project's per-image readings, which
-        measured worse), ``"joint-batch"`` (the joint MI over the whole batch) or ``"rmi"``
-        (region MI beside cross-entropy): heterogeneous losses from the literature, not yet
-        measured here. The earlier names ``"ce"``, ``"joint"`` and ``"variational"`` still
+        measured worse), ``"joint-batch"`` (the joint MI over the whole batch), ``"rmi"``
+        (region MI beside cross-entropy) or ``"contrast"`` (supervised pixel contrast on each
+        head's hidden embedding beside cross-entropy): heterogeneous losses from the
+        literature, not yet measured here. The earlier names ``"ce"``, ``"joint"`` and ``"variational"`` still
         work. A confidence penalty on each head's class probabilities (Pereyra et al.) is
         ``beta > 0`` with ``ne_on="adapter"``.
     ne_on
@@ -397,7 +400,9 @@ class IMacHSR(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tap ``index``'s MI loss and its negative-entropy term (``None`` where its ``beta`` is 0)."""
         name = self.taps[index]
-        adapter_logits = self.adapters[adapter_key(name)](features)
+        adapter = cast(DimensionAdapter, self.adapters[adapter_key(name)])
+        embedding = adapter.embed(features)
+        adapter_logits = adapter.classify(embedding)
         size = tuple(target.shape[1:])
         if not self.classification and adapter_logits.shape[2:] != target.shape[1:]:
             if self.resolution == "label":
@@ -406,8 +411,14 @@ class IMacHSR(nn.Module):
             else:
                 size = tuple(adapter_logits.shape[2:])
         labels = self._labels_at(target, size, labels_by_size)
-        mi_term = information_loss(adapter_logits, labels, estimator=self.mi,
+        contrast = self.mi == "contrast"
+        mi_term = information_loss(adapter_logits, labels, estimator="eq1" if contrast else self.mi,
                                    normalize=self.normalize_mi)
+        if contrast:  # beside the cross-entropy, on the head's embedding at its own size
+            at_embedding = labels if self.classification else self._labels_at(
+                target, tuple(embedding.shape[2:]), labels_by_size)
+            mi_term = mi_term + CONTRAST_WEIGHT * pixel_contrast_loss(
+                embedding, at_embedding.labels, at_embedding.valid)
         if self.beta[index] == 0:
             return mi_term, None
         if self.ne_on == "adapter":

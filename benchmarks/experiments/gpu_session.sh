@@ -11,7 +11,7 @@
 # for the current default), then the harder ShapeScenes regimes, then the heterogeneous tap
 # losses of issue 24 on the 96x96 regimes.
 set -u
-PLAN=${PLAN:-"digits96,digits96-lowdata:default-auto,default-block-end;unet-scenes128,convnext-fpn-scenes128:output-only,default-auto;unet-scenes128,convnext-fpn-scenes128:default-expert,default-random;digits96,digits96-lowdata:joint-batch-auto,rmi-auto"}
+PLAN=${PLAN:-"digits96,digits96-lowdata:default-auto,default-block-end;unet-scenes128,convnext-fpn-scenes128:output-only,default-auto;unet-scenes128,convnext-fpn-scenes128:default-expert,default-random;digits96,digits96-lowdata:joint-batch-auto,rmi-auto,contrast-auto"}
 RUNS_LIMIT=${RUNS_LIMIT:-540}  # seconds for all the runs; none starts that would not end in time
 BENCH=${BENCH:-}               # e.g. "plain,imachsr-3,floor-3" to benchmark the step afterwards
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

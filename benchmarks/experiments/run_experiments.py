@@ -191,6 +191,11 @@ ARMS: dict[str, tuple[dict, str]] = {
         {**DEFAULT, "mi": "rmi", "taps_from": "auto"},
         "the default with each tap's term region MI beside cross-entropy, half and half "
         "(`mi='rmi'`, Zhao et al. 2019): a heterogeneous loss (issue 24)."),
+    "contrast-auto": (
+        {**DEFAULT, "mi": "contrast", "taps_from": "auto"},
+        "the default with supervised pixel contrast on each head's hidden embedding (1,024 "
+        "anchors, temperature 0.1, weight 0.1) beside its cross-entropy (`mi='contrast'`, Wang "
+        "et al. 2021): a heterogeneous loss (issue 24)."),
     "output-only-matched": (
         {"method": "plain", "compute_matched": True},
         "output-only trained for as much longer as `default-auto` took over output-only in this "

@@ -63,9 +63,10 @@ def parser() -> argparse.ArgumentParser:
                         "tap adapter's cross-entropy over every pixel, a lower bound on the "
                         "tap's mutual information with the labels); joint-image and "
                         "variational-image are this project's per-image alternatives, which "
-                        "measured worse; joint-batch (the joint MI over the whole batch) and "
-                        "rmi (region MI beside cross-entropy) are heterogeneous losses from the "
-                        "literature, not yet measured here (earlier names ce, joint, "
+                        "measured worse; joint-batch (the joint MI over the whole batch), "
+                        "rmi (region MI beside cross-entropy) and contrast (pixel contrast on "
+                        "each head's embedding beside cross-entropy) are heterogeneous losses "
+                        "from the literature, not yet measured here (earlier names ce, joint, "
                         "variational also work)")
     scheme.add_argument("--adapter", choices=CAPACITIES, default=defaults.adapter,
                         help="linear: a 1x1 convolution per tap; head: 3x3 conv-BN-ReLU then 1x1; "

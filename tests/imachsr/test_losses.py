@@ -345,3 +345,45 @@ def test_region_mi_refuses_class_labels_and_leaves_maps_below_3x3_to_cross_entro
     loss.backward()
     assert float(loss.detach()) == pytest.approx(0.5 * float(F.cross_entropy(logits.detach(), labels)), abs=1e-6)
     assert torch.isfinite(logits.grad).all()
+
+
+def test_pixel_contrast_matches_the_supervised_contrastive_formula_by_hand():
+    from imachsr.pixel_contrast import pixel_contrast_loss
+
+    # 4 valid pixels in 2-d (one image, 2x2), classes 0, 0, 1, 1; one more pixel ignored.
+    vectors = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8], [5.0, 5.0]])
+    labels = torch.tensor([0, 0, 1, 1, 0])
+    valid = torch.tensor([True, True, True, True, False])
+    embedding = vectors.t().reshape(1, 2, 5)  # (B, D, N)
+    t = 0.5
+    unit = torch.nn.functional.normalize(vectors[:4], dim=1)
+    by_hand = []
+    for i in range(4):
+        others = [a for a in range(4) if a != i]
+        denominator = sum(math.exp(float(unit[i] @ unit[a]) / t) for a in others)
+        positives = [p for p in others if labels[p] == labels[i]]
+        by_hand.append(-sum(float(unit[i] @ unit[p]) / t - math.log(denominator)
+                            for p in positives) / len(positives))
+    loss = pixel_contrast_loss(embedding, labels.view(1, 5), valid.view(1, 5), temperature=t)
+    assert float(loss) == pytest.approx(sum(by_hand) / 4, abs=1e-5)
+
+
+def test_pixel_contrast_draws_a_bounded_number_of_anchors_and_survives_lonely_pixels():
+    from imachsr.pixel_contrast import pixel_contrast_loss
+
+    torch.manual_seed(0)
+    embedding = torch.randn(2, 8, 40, 40, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 40, 40))
+    loss = pixel_contrast_loss(embedding, labels, labels >= 0, anchors=256)
+    loss.backward()
+    assert torch.isfinite(loss) and (embedding.grad != 0).sum() <= 256 * 8
+    lonely = torch.randn(1, 4, 1, 2, requires_grad=True)  # two pixels of different classes
+    loss = pixel_contrast_loss(lonely, torch.tensor([[[0, 1]]]), torch.ones(1, 1, 2, dtype=torch.bool))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.equal(lonely.grad, torch.zeros_like(lonely))
+
+
+def test_contrast_needs_the_scheme_that_holds_the_heads():
+    with pytest.raises(ValueError, match="mi='contrast' compares the head's hidden embedding"):
+        mutual_information_loss(torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4)),
+                                estimator="contrast")

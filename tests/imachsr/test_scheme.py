@@ -255,7 +255,7 @@ def test_automatic_taps_on_an_untraceable_model_are_module_outputs_of_the_record
 
 
 
-@pytest.mark.parametrize("estimator", ["joint-batch", "rmi"])
+@pytest.mark.parametrize("estimator", ["joint-batch", "rmi", "contrast"])
 def test_the_heterogeneous_tap_losses_train_through_the_scheme(estimator):
     torch.manual_seed(0)
     scheme = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 32, 32), mi=estimator)
@@ -265,3 +265,24 @@ def test_the_heterogeneous_tap_losses_train_through_the_scheme(estimator):
     assert all(math.isfinite(out.terms[f"mi/{tap}"]) for tap in scheme.taps)
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for p in scheme.adapters.parameters())
+
+
+def test_contrast_is_the_cross_entropy_plus_a_tenth_of_pixel_contrast_on_each_head():
+    from imachsr.adapters import adapter_key
+    from imachsr.pixel_contrast import pixel_contrast_loss
+
+    torch.manual_seed(0)
+    scheme = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 16, 16), mi="contrast")
+    plain = imachsr.IMacHSR(TinySegmenter(), 3, example_inputs=(2, 3, 16, 16), mi="eq1")
+    plain.load_state_dict(scheme.state_dict())
+    scheme.eval(), plain.eval()
+    x, y = batch()
+    with torch.no_grad():
+        _, features = scheme.tapped(x)
+        for tap in scheme.taps:
+            head = scheme.adapters[adapter_key(tap)]
+            embedding = head.embed(features[tap])
+            labels = y[:, ::y.shape[1] // embedding.shape[2], ::y.shape[2] // embedding.shape[3]]
+            expected = plain(x, y).terms[f"mi/{tap}"] + 0.1 * float(
+                pixel_contrast_loss(embedding, labels, labels != 255))
+            assert scheme(x, y).terms[f"mi/{tap}"] == pytest.approx(expected, abs=1e-5)
