@@ -233,6 +233,10 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
     if sentences:
         lines += ["The default with automatic taps, family by family at the demo's settings "
                   "(the README quotes these lines):", "", *sentences, ""]
+    choices = tap_choice_sentences(regimes)
+    if choices:
+        lines += ["What tap choice is worth (test mIoU points, paired 95% intervals; the README "
+                  "quotes these lines):", "", *choices, ""]
     for regime, records in regimes.items():
         first = records[0]
         config = first.get("config", {})
@@ -295,6 +299,36 @@ def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
         lines.append(f"- {name}: {_VERDICT_WORDS[difference.verdict]}, {difference.mean:+.1f} "
                      f"test mIoU [{difference.low:+.1f}, {difference.high:+.1f}] over "
                      f"output-only ({difference.n} paired seeds).")
+    return lines
+
+
+def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> list[str]:
+    """One line per family of FAMILY_REGIMES whose expert and random arms have ``minimum``
+    paired seeds: the automatic taps against an expert's and against random candidates, and
+    each against output-only, as paired test-mIoU differences with 95% intervals."""
+    lines = []
+    for regime, name in FAMILY_REGIMES.items():
+        by_arm: dict[str, dict[int, dict]] = {}
+        for record in regimes.get(regime, []):
+            by_arm.setdefault(record["arm"], {})[record["seed"]] = record
+        pairs = {}
+        for arm, reference in (("default-auto", "default-expert"), ("default-auto", "default-random"),
+                               ("default-expert", "output-only"), ("default-random", "output-only")):
+            runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
+            pairs[(arm, reference)] = _against(runs, by_arm.get(reference, {}), _test_miou)
+        if any(d is None or d.n < minimum for d in pairs.values()):
+            continue
+
+        def short(difference: PairedDifference) -> str:
+            return f"{difference.mean:+.1f} [{difference.low:+.1f}, {difference.high:+.1f}]"
+
+        n = pairs[("default-auto", "default-expert")].n
+        lines.append(
+            f"- {name}: automatic taps against an expert's "
+            f"{short(pairs[('default-auto', 'default-expert')])}, against random candidates "
+            f"{short(pairs[('default-auto', 'default-random')])}; over output-only the expert's "
+            f"{short(pairs[('default-expert', 'output-only')])} and random "
+            f"{short(pairs[('default-random', 'output-only')])} ({n} paired seeds).")
     return lines
 
 

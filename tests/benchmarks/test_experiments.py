@@ -213,3 +213,32 @@ def test_the_readme_says_for_each_family_what_the_default_did():
     readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
     missing = [line for line in sentences if line not in readme]
     assert not missing, missing
+
+
+def test_the_readme_quotes_what_tap_choice_is_worth_where_it_is_measured():
+    """Each family with 8 paired seeds of expert and random taps has its line in the README."""
+    from report import tap_choice_sentences
+
+    sentences = tap_choice_sentences(load_records(EXPERIMENTS.parents[1] / "docs" / "results"))
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
+    missing = [line for line in sentences if line not in readme]
+    assert not missing, missing
+
+
+def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
+    from report import tap_choice_sentences
+
+    def record(arm, seed, miou):
+        return {"regime": "unet-digits64", "arm": arm, "seed": seed, "baseline": arm == "output-only",
+                "family": "unet", "test": {"mIoU": miou}}
+
+    lines = [json.dumps(record(arm, seed, base + seed / 100))
+             for seed in range(3)
+             for arm, base in (("output-only", 0.5), ("default-auto", 0.6), ("default-expert", 0.58))]
+    (tmp_path / "unet-digits64.jsonl").write_text("\n".join(lines))
+    assert tap_choice_sentences(load_records(tmp_path), minimum=2) == []  # no random arm yet
+    random_lines = [json.dumps(record("default-random", seed, 0.55)) for seed in range(3)]
+    (tmp_path / "unet-digits64.jsonl").write_text("\n".join(lines + random_lines))
+    (line,) = tap_choice_sentences(load_records(tmp_path), minimum=2)
+    assert line.startswith("- U-Net (smp, ResNet-10-T): automatic taps against an expert's +2.0")
+    assert line.endswith("(3 paired seeds).")
