@@ -98,16 +98,15 @@ class DimensionAdapter(nn.Module):
         """The head's hidden features (the tap's own for a ``"linear"`` adapter), laid out as
         the logits are: ``(B, D, *grid)`` for dense labels, ``(B, D)`` when pooled. Pixel
         contrast (``mi="contrast"``) compares pixels in this space."""
-        body = self.project[:-1] if isinstance(self.project, nn.Sequential) else nn.Identity()
         layout = self.layout
         if self.pool:
             if features.dim() > 2 and layout in ("NHWC", "NLC"):
                 features = features.flatten(1, -2).mean(dim=1)
             elif features.dim() > 2:
                 features = features.flatten(2).mean(dim=2)
-            return body(features)
+            return self._body(features)
         if layout == "NHWC":
-            return body(features).permute(0, 3, 1, 2)
+            return self._body(features).permute(0, 3, 1, 2)
         if layout == "NLC":
             if self.grid is None:
                 raise ValueError("a token adapter needs the token grid it was built with.")
@@ -118,9 +117,17 @@ class DimensionAdapter(nn.Module):
                     f"but got {features.shape[1]} tokens: the input size changed. Build the "
                     "scheme with example_inputs of the size you train on (fixed-size crops)."
                 )
-            hidden = body(features[:, extra:])
+            hidden = self._body(features[:, extra:])
             return hidden.transpose(1, 2).reshape(hidden.shape[0], -1, height, width)
-        return body(features)
+        return self._body(features)
+
+    def _body(self, features: torch.Tensor) -> torch.Tensor:
+        """Every layer but the last (none for a single layer), without building a module per
+        call as slicing the Sequential would on every training step."""
+        if isinstance(self.project, nn.Sequential):
+            for layer in list(self.project)[:-1]:
+                features = layer(features)
+        return features
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         """Logits from :meth:`embed`'s output: the adapter's last layer, a 1x1 convolution or
