@@ -174,6 +174,77 @@ class TinySegmenter(nn.Module):
         return F.interpolate(self.head(self.down(self.stem(x))), size=x.shape[-2:], mode="bilinear")
 
 
+class UpBlock(nn.Module):
+    """A U-Net decoder block: upsample, join the skip, two convolutions on the join."""
+
+    def __init__(self, channels_in: int, skip: int, channels_out: int, join: str) -> None:
+        super().__init__()
+        self.join = join
+        # A sum needs the skip's width: a 1x1 brings the coarser map to it first (LinkNet-like).
+        self.reduce = nn.Identity() if join == "cat" else nn.Conv2d(channels_in, skip, 1)
+        width = channels_in + skip if join == "cat" else skip
+        self.body = nn.Sequential(ConvBlock(width, channels_out),
+                                  ConvBlock(channels_out, channels_out))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.interpolate(self.reduce(x), scale_factor=2.0)
+        x = torch.cat([x, skip], dim=1) if self.join == "cat" else x + skip
+        return self.body(x)
+
+
+class TinyUNet(nn.Module):
+    """Four scales down, ``levels`` decoder blocks back up (cat or sum skips)."""
+
+    def __init__(self, levels: int = 3, join: str = "cat") -> None:
+        super().__init__()
+        widths = [8, 16, 32, 64]
+        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        self.up = nn.ModuleList([UpBlock(widths[i + 1], widths[i], widths[i], join)
+                                 for i in reversed(range(3))][:levels])
+        self.head = nn.Conv2d(widths[3 - levels], 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for stage in self.down:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            x = block(x, skips.pop())
+        return self.head(x)
+
+
+class TinyFPN(nn.Module):
+    """An FPN: top-down sums with nothing computed on them before the next one, then one
+    convolution per level and a merge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        widths = [8, 16, 32, 64]
+        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        self.lateral = nn.ModuleList([nn.Conv2d(w, 16, 1) for w in widths])
+        self.smooth = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1) for _ in widths])
+        self.head = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = []
+        for stage in self.down:
+            x = stage(x)
+            features.append(x)
+        top = self.lateral[3](features[3])
+        levels = [top]
+        for index in (2, 1, 0):
+            top = self.lateral[index](features[index]) + nn.functional.interpolate(
+                top, scale_factor=2.0)
+            levels.append(top)
+        size = features[0].shape[-2:]
+        merged = sum(nn.functional.interpolate(smooth(level), size=size)
+                     for smooth, level in zip(self.smooth, levels))
+        return self.head(merged)
+
+
 def batch(classes: int = 3, size: int = 16):
     torch.manual_seed(0)
     x = torch.randn(2, 3, size, size)

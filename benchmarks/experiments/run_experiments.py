@@ -93,6 +93,10 @@ TAP_SETS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
                     "decoder_blocks_3_conv2_2"),
                    "the decoder blocks' outputs at strides 8, 4 and 2, as nnU-Net supervises "
                    "every decoder scale but the last"),
+        "depth-spread": (("encoder_model_act1", "encoder_model_layer4_0_act2", "cat_3"),
+                         "what position='uniform' chose on a U-Net before it tapped a U-shaped "
+                         "decoder's scales: the stem's activation, the stride-32 bottleneck "
+                         "block (2x2 at 64x64) and the decoder's last skip join"),
     },
     "smp:FPN:tu-pvt_v2_b0": {
         "expert": (("contiguous_1", "contiguous_2", "sum_1"),
@@ -179,6 +183,11 @@ ARMS: dict[str, tuple[dict, str]] = {
     "default-random": (
         {**DEFAULT, "taps_from": "random"},
         "the default objective on 3 candidate nodes drawn at random (a seed per run)."),
+    "default-depth-spread": (
+        {**DEFAULT, "taps_from": "depth-spread"},
+        "the default objective on the taps spread over the depth that `position='uniform'` "
+        "chose on a U-Net before it tapped a U-shaped decoder's scales (the `default-auto` "
+        "records of that model until then)."),
     "default-block-end": (
         {**DEFAULT, "taps_from": "block-end"},
         "the default objective on the `mid-block` taps with the mid-block one moved to its "

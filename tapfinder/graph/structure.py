@@ -23,8 +23,10 @@ from ..capture.fx_tracer import CALL_META_KEY
 from .arch_graph import ArchGraph, NodeAttributes
 from .node_kinds import (
     SCALE_TARGETS,
+    feature_inputs,
     is_attention_core,
     is_identity,
+    is_join,
     is_sum,
     norm_kind,
     stride,
@@ -50,7 +52,7 @@ def _once_per_graph(function: Callable[[ArchGraph], _Fact]) -> Callable[[ArchGra
 
 __all__ = ["data_nodes", "scope_bounds", "call_outputs", "block_outputs", "stage_outputs",
            "repeated_blocks", "sibling_blocks", "input_batch", "stage_strides", "canonical_node", "base_distance",
-           "attention_interior", "residual_interiors"]
+           "attention_interior", "residual_interiors", "decoder_scales"]
 
 
 def data_nodes(arch: ArchGraph) -> set[str]:
@@ -367,3 +369,54 @@ def _bypassed(arch: ArchGraph, join: str, dominators: dict[str, str | None],
             region.add(before)
             stack.append(before)
     return region if layers else set()
+
+
+# The fewest decoder scales that make a network U-shaped (a decoder as deep as its encoder).
+U_SHAPE_SCALES = 3
+
+
+@_once_per_graph
+def decoder_scales(arch: ArchGraph) -> list[str]:
+    """The outputs of a U-shaped network's decoder, one per scale, coarse to fine; empty for
+    any other network.
+
+    A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map, joins it
+    with other features (the skip) and computes on the join with a layer other than a norm: a
+    U-Net's, UNet++'s or MA-Net's decoder block. The innermost such blocks count, and the last one at
+    each stride stands for the stride. A network is U-shaped when these lie at three or more
+    strides, finer and finer in execution order: its decoder climbs back through the scales
+    its encoder went down. An FPN (its top-down sums have no layer after them), DeepLabV3+
+    (one fusion), LinkNet (its skip sums lie outside its decoder blocks) and SegFormer (one
+    fusion) are not; nor is an encoder (its blocks' strides grow), whatever its attention or
+    squeeze-and-excitation broadcasts look like.
+    """
+    members: dict[str, list[str]] = defaultdict(list)
+    for name, attrs in arch.graph.nodes(data=True):
+        for path in attrs["scope"]:
+            members[path].append(name)
+
+    def upsamples(node: str) -> bool:
+        node_stride = stride(arch[node])
+        return node_stride is not None and any(
+            (stride(arch[p]) or 0) > node_stride for p in feature_inputs(arch, node))
+
+    def computes_on(join: str, inside: set[str]) -> bool:
+        return any(arch[after]["parametric"] and norm_kind(arch[after]) is None
+                   for after in nx.descendants(arch.graph, join) if after in inside)
+
+    scale_blocks = {}
+    for path, output in block_outputs(arch).items():
+        inside = set(members.get(path, ()))
+        if any(map(upsamples, inside)) and any(
+                computes_on(node, inside) for node in inside
+                if is_join(arch[node]) and len(feature_inputs(arch, node)) >= 2):
+            scale_blocks[path] = output
+    innermost = [output for path, output in scale_blocks.items()
+                 if not any(other.startswith(path + ".") for other in scale_blocks)]
+    last_at_stride: dict[int | None, str] = {}
+    for output in sorted(innermost, key=lambda node: arch[node]["layer_index"]):
+        last_at_stride[stride(arch[output])] = output
+    outputs = sorted(last_at_stride.values(), key=lambda node: arch[node]["layer_index"])
+    strides = [stride(arch[node]) or 0 for node in outputs]
+    descending = all(coarse > fine for coarse, fine in zip(strides, strides[1:]))
+    return outputs if len(outputs) >= U_SHAPE_SCALES and descending else []

@@ -27,6 +27,7 @@ from ..graph.structure import (
     base_distance,
     block_outputs,
     canonical_node,
+    decoder_scales,
     repeated_blocks,
     residual_interiors,
     stage_strides,
@@ -244,6 +245,27 @@ def _cover_two_resolutions(arch: ArchGraph, chosen: list[_Evidence], evidence: l
     return [moved if index == rank else other for index, other in enumerate(chosen)]
 
 
+def _decoder_taps(arch: ArchGraph, evidence: list[_Evidence], k: int, layers: int,
+                  blocks: dict[str, str]) -> list[_Evidence]:
+    """On a U-shaped network, up to ``k`` of its decoder's scale outputs
+    (:func:`~tapfinder.graph.structure.decoder_scales`), finest first, spaced as any taps are:
+    the decoder builds the dense prediction at each scale from the encoder's features of that
+    scale, and supervising its scales is what nnU-Net and UNet++ do. Chosen on validation:
+    ``docs/results.md`` has the U-Net measurements. Empty on any other network."""
+    scales = decoder_scales(arch)
+    by_node = {item.node: item for item in evidence}
+    chosen: list[_Evidence] = []
+    for output in reversed(scales):
+        item = by_node.get(canonical_node(arch, output))
+        if item is None or len(chosen) == k or not _apart(arch, item, chosen, layers, blocks):
+            continue
+        chosen.append(_Evidence(item.node, item.kinds, item.score, (
+            f"a decoder scale output (stride {stride(arch[item.node])}): the decoder climbs back "
+            f"through {len(scales)} scales, and a U-shaped network's taps are its decoder's "
+            "scales, finest first", *item.reasons)))
+    return chosen
+
+
 def select_taps(
     arch: ArchGraph,
     candidates: Iterable[Candidate] | None = None,
@@ -307,15 +329,19 @@ def select_taps(
     candidates = list(candidates)
     evidence = merge_candidates(arch, candidates)
 
-    chosen: list[_Evidence] = []
     beaten: dict[str, list[tuple[str, float]]] = {}
-    remaining = list(evidence)
     blocks = repeated_blocks(arch)  # at most one tap per repeated block
     layers = spacing * base_distance(arch, blocks)
+    chosen = _decoder_taps(arch, evidence, k, layers, blocks) if position == "uniform" else []
+    remaining = [item for item in evidence if _apart(arch, item, chosen, layers, blocks)]
+    for item in chosen:
+        beaten[item.node] = _rivals(item, [i for i in evidence if i is item or not _apart(
+            arch, i, [item], layers, blocks)])
     outside = in_a_chosen_block = 0
-    for rank in range(k):
+    spread = k - len(chosen)  # the taps left to spread over the depth
+    for rank in range(spread):
         utility: Callable[[_Evidence], float] = partial(_utility, arch, position=position,
-                                                         rank=rank, k=k)
+                                                         rank=rank, k=spread)
         viable = [item for item in remaining if utility(item) > 0]
         if not viable and remaining:  # the window is full: the nearest candidates complete it
             utility = _outside_utility(arch, position)

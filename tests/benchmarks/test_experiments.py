@@ -242,3 +242,27 @@ def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
     (line,) = tap_choice_sentences(load_records(tmp_path), minimum=2)
     assert line.startswith("- U-Net (smp, ResNet-10-T): automatic taps against an expert's +2.0")
     assert line.endswith("(3 paired seeds).")
+
+
+def test_renaming_an_arm_changes_its_name_and_nothing_it_measured(tmp_path):
+    from rename_arm import rename
+
+    source = EXPERIMENTS.parents[1] / "docs" / "results" / "unet-digits64.jsonl"
+    path = tmp_path / "unet-digits64.jsonl"
+    path.write_text(source.read_text())
+    before = [json.loads(line) for line in source.read_text().splitlines()]
+    spread = [run for run in before if run["arm"] == "default-depth-spread"]
+    for run in spread:  # as recorded before the decoder rule
+        run.update(arm="default-auto", taps_from="auto", default=True)
+    path.write_text("".join(json.dumps(run) + "\n" for run in before))
+    assert rename(path, "unet-digits64", "default-auto", "default-depth-spread") == len(spread) == 8
+    after = [json.loads(line) for line in path.read_text().splitlines()]
+    changed = {"arm", "taps_from", "default", "description"}
+    for old, new in zip(before, after):
+        assert {k: v for k, v in old.items() if k not in changed} == \
+            {k: v for k, v in new.items() if k not in changed}
+    assert sum(run["arm"] == "default-depth-spread" and not run["default"] for run in after) == 8
+    assert rename(path, "unet-digits64", "default-auto", "default-depth-spread") == 0
+    with pytest.raises(SystemExit, match="not on default-depth-spread's taps"):
+        rename(path, "unet-digits64", "default-expert", "default-depth-spread")
+    assert path.read_text().splitlines() == [json.dumps(run) for run in after]

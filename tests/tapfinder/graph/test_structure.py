@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 import tapfinder
-from tapfinder.graph.structure import base_distance, canonical_node, residual_interiors
+from support import TinyFPN, TinyUNet
+from tapfinder.graph.structure import (
+    base_distance,
+    canonical_node,
+    decoder_scales,
+    residual_interiors,
+)
 
 tv = pytest.importorskip("torchvision.models")
 
@@ -64,3 +70,27 @@ def test_an_identity_placeholder_stands_for_what_it_passes_on():
     arch = tapfinder.trace(model, (1, 3, 16, 16))
     assert canonical_node(arch, "_2") == "_1"  # the Identity names the ReLU's tensor
     assert canonical_node(arch, "_0") == "_1"  # a chain's end is never the placeholder
+
+
+def test_a_u_nets_decoder_scales_are_its_up_blocks_outputs_coarse_to_fine():
+    arch = tapfinder.trace(TinyUNet(), (2, 3, 32, 32))
+    scales = decoder_scales(arch)
+    assert [arch[node]["module"] for node in scales] == ["up.0.body.1.act", "up.1.body.1.act",
+                                                         "up.2.body.1.act"]
+    assert [arch[node]["reduction"] for node in scales] == [4, 2, 1]
+    summed = tapfinder.trace(TinyUNet(join="sum"), (2, 3, 32, 32))
+    assert len(decoder_scales(summed)) == 3  # a sum is a join as a concatenation is
+
+
+@pytest.mark.parametrize("model", [TinyUNet(levels=2), TinyFPN()], ids=["two-scales", "fpn"])
+def test_a_decoder_of_fewer_than_three_scale_blocks_is_no_u_shape(model):
+    """Two decoder blocks are not a decoder as deep as the encoder; an FPN computes nothing on
+    its top-down sums (its convolutions read each level apart): neither is U-shaped."""
+    assert decoder_scales(tapfinder.trace(model, (2, 3, 32, 32))) == []
+
+
+def test_classifiers_and_squeeze_excitation_have_no_decoder():
+    """A pooled vector broadcast back over a map (squeeze-and-excitation) is no upsampling."""
+    with torch.device("meta"):
+        for model in (tv.resnet18(), tv.mobilenet_v3_small(), tv.efficientnet_b0()):
+            assert decoder_scales(tapfinder.trace(model, (1, 3, 64, 64))) == []

@@ -11,6 +11,7 @@ import torch
 
 import tapfinder
 from tapfinder.graph.node_kinds import is_identity
+from tapfinder.graph.structure import decoder_scales
 from tapfinder.taps.guards import guard_violations
 
 pytest.importorskip("segmentation_models_pytorch")
@@ -51,6 +52,29 @@ def test_default_taps_of_a_segmenter_are_real_points_outside_residual_blocks(spe
         assert not any(name in (tap.module or "") for name in SHORTCUT_NAMES), tap.node
         assert guard_violations(arch, tap.node) == [], tap.node
         assert tap.point in ("stage output", "block output", "join", "layer output")
+
+
+U_SHAPED = ("smp:Unet:resnet18", "smp:Unet:tu-resnet10t", "smp:UnetPlusPlus:resnet18",
+            "smp:MAnet:resnet18")
+
+
+@pytest.mark.parametrize("spec", U_SHAPED)
+def test_a_u_shaped_segmenter_taps_its_decoders_three_finest_scales(spec):
+    arch, taps = default_taps(spec)
+    scales = decoder_scales(arch)
+    assert [tap.node for tap in taps] == scales[-3:]
+    assert [tap.stride for tap in taps] == [8, 4, 2]
+    assert all("a decoder scale output" in tap.explain() for tap in taps)
+
+
+@pytest.mark.parametrize("spec", [s for s in SEGMENTERS if s not in U_SHAPED
+                                  and not s.startswith(("smp:Unet:", "smp:UnetPlusPlus"))])
+def test_other_segmenters_have_no_u_shaped_decoder(spec):
+    """FPN and UPerNet (nothing computed on their top-down sums), DeepLabV3+ and PSPNet (one
+    fusion), LinkNet (its skip sums lie outside its decoder blocks), SegFormer: their taps
+    spread over the depth."""
+    arch, _ = default_taps(spec)
+    assert decoder_scales(arch) == []
 
 
 def test_the_demo_model_taps_block_outputs_and_the_decoder_join():

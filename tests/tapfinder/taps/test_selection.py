@@ -321,3 +321,17 @@ def test_numbered_names_are_blocks_outside_indexed_blocks_and_parts_inside_them(
     xception = tapfinder.trace(torch.nn.Sequential(*[_XceptionLikeBlock(8) for _ in range(3)]),
                                (2, 8, 16, 16))
     assert set(repeated_blocks(xception).values()) == {"0", "1", "2"}
+
+
+def test_a_u_net_taps_its_decoder_scales_finest_first_and_spreads_what_is_left():
+    from support import TinyUNet
+
+    arch = tapfinder.trace(TinyUNet(), (2, 3, 32, 32))
+    blocks = ["up.0.body.1.act", "up.1.body.1.act", "up.2.body.1.act"]
+    assert [t.module for t in select_taps(arch, k=3)] == blocks
+    assert [t.module for t in select_taps(arch, k=1)] == blocks[-1:]
+    five = select_taps(arch, k=5)
+    assert len(five) == 5 and [t.module for t in five][-3:] == blocks
+    assert all("decoder scale output" not in t.explain() for t in five[:2])
+    # The paper's position policies keep their meaning: depths, not decoder scales.
+    assert all(t.depth <= 0.5 for t in select_taps(arch, k=3, position="input"))
