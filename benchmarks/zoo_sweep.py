@@ -407,12 +407,16 @@ def tap_quality_report(records: list[dict]) -> list[str]:
     violating = [(r["model"], r["tap_quality"]["violations"]) for r in records
                  if r.get("tap_quality", {}).get("violations")]
     placeholders = sum(q.get("placeholders", 0) for q in measured)
+    u_shaped = [q for q in measured if q.get("decoder_scales")]
     lines = [f"Default taps (k=3) on {len(measured)} models:",
              f"  block or stage outputs   {blocks}/{taps} taps",
              f"  on the main path         {main}/{taps} taps",
              f"  identity placeholders    {placeholders}/{taps} taps",
              f"  two or more resolutions  {covering}/{len(staged)} models with several strides",
-             f"  guard violations         {len(violating)} models"]
+             f"  guard violations         {len(violating)} models",
+             f"  U-shaped decoders        {len(u_shaped)} models, "
+             f"{sum(q['on_decoder_scales'] for q in u_shaped)}/"
+             f"{sum(q['taps'] for q in u_shaped)} of their taps on the decoder's scales"]
     lines += [f"    {model}: {violations}" for model, violations in violating[:10]]
     return lines
 

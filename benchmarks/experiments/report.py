@@ -237,6 +237,15 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
     if choices:
         lines += ["What tap choice is worth (test mIoU points, paired 95% intervals; the README "
                   "quotes these lines):", "", *choices, ""]
+    ablations = ablation_sections(regimes)
+    if ablations:
+        lines += ["## The paper's ablations", "",
+                  "Each ablation moves one option of the default; the differences are the "
+                  "other arms minus the arm the paper favours (test and last validation mIoU "
+                  "points, paired seeds). The verdict reads the test differences with 8 paired "
+                  "seeds: reproduced (the paper's choice better than each alternative it "
+                  "names beyond noise), refuted (one of them better beyond noise) or within "
+                  "noise.", "", *ablations]
     for regime, records in regimes.items():
         first = records[0]
         config = first.get("config", {})
@@ -329,6 +338,85 @@ def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> li
             f"{short(pairs[('default-auto', 'default-random')])}; over output-only the expert's "
             f"{short(pairs[('default-expert', 'output-only')])} and random "
             f"{short(pairs[('default-random', 'output-only')])} ({n} paired seeds).")
+    return lines
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One of the paper's ablations: its claim, the arms (with a label each) and which arm the
+    paper says beats which."""
+
+    name: str
+    claim: str
+    arms: tuple[tuple[str, str], ...]
+    winner: str
+    losers: tuple[str, ...]
+
+
+# The paper's three ablations (Fig. 3, Fig. 4, Table 4), each rerun with the default objective.
+ABLATIONS = (
+    Ablation("Number of taps", "a moderate number of taps beats few or many",
+             (("k1-auto", "K=1"), ("k2-auto", "K=2"), ("default-auto", "K=3"),
+              ("k4-auto", "K=4"), ("k5-auto", "K=5")),
+             winner="default-auto", losers=("k1-auto", "k5-auto")),
+    Ablation("Spacing", "taps two bases apart beat one or three (near the input)",
+             (("position-input", "1 base"), ("input-spacing2", "2 bases"),
+              ("input-spacing3", "3 bases")),
+             winner="input-spacing2", losers=("position-input", "input-spacing3")),
+    Ablation("Position", "taps close to the input beat central and close-to-output ones",
+             (("position-input", "input"), ("position-central", "central"),
+              ("position-output", "output"), ("default-auto", "uniform (the default)")),
+             winner="position-input", losers=("position-central", "position-output")),
+)
+
+
+def ablation_verdict(differences: Sequence[PairedDifference | None], minimum: int = 8) -> str:
+    """The verdict on a claim that one arm beats each of several, from the paired differences
+    winner minus each: "refuted" when any goes the other way beyond noise, "reproduced" when
+    every one is better beyond noise, "within noise" otherwise; "not yet measured" until each
+    has ``minimum`` paired seeds."""
+    if any(d is None or d.n < minimum for d in differences):
+        return "not yet measured"
+    if any(d.verdict == "worse" for d in differences):
+        return "refuted"
+    if all(d.verdict == "better" for d in differences):
+        return "reproduced"
+    return "within noise"
+
+
+def ablation_sections(regimes: dict[str, list[dict]]) -> list[str]:
+    """Per regime that ran an ablation's own arms (those no other ablation shares): a table of
+    each arm's test mIoU and its paired test and validation differences to the arm the paper
+    favours, and the verdict on the paper's claim (test mIoU, 8 paired seeds)."""
+    lines: list[str] = []
+    for ablation in ABLATIONS:
+        for regime, records in regimes.items():
+            by_arm: dict[str, dict[int, dict]] = {}
+            for record in records:
+                by_arm.setdefault(record["arm"], {})[record["seed"]] = record
+            shared = {arm for other in ABLATIONS if other is not ablation
+                      for arm, _ in other.arms}
+            if not any(arm in by_arm for arm, _ in ablation.arms if arm not in shared):
+                continue
+            winner = by_arm.get(ablation.winner, {})
+            verdict = ablation_verdict([_against(list(winner.values()), by_arm.get(loser, {}),
+                                                 _test_miou) for loser in ablation.losers])
+            lines += [f"### {ablation.name}, `{regime}`", "",
+                      f"The paper: {ablation.claim}. Here: **{verdict}**.", "",
+                      "| arm | setting | seeds | test mIoU | test vs the paper's choice (95% CI) "
+                      "| val vs the paper's choice (95% CI) |", "|---|---|---|---|---|---|"]
+            for arm, label in ablation.arms:
+                runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
+                if not runs:
+                    lines.append(f"| {arm} | {label} | 0 | — | — | — |")
+                    continue
+                mean = statistics.fmean(_test_miou(r) * 100 for r in runs)
+                cells = ["—", "—"] if arm == ablation.winner else [
+                    _interval(d) if (d := _against(runs, winner, value)) else "—"
+                    for value in (_test_miou, _last_val_miou)]
+                lines.append(f"| {arm} | {label} | {len(runs)} | {mean:.2f} | "
+                             + " | ".join(cells) + " |")
+            lines.append("")
     return lines
 
 

@@ -205,6 +205,23 @@ ARMS: dict[str, tuple[dict, str]] = {
         "the default with supervised pixel contrast on each head's hidden embedding (1,024 "
         "anchors, temperature 0.1, weight 0.1) beside its cross-entropy (`mi='contrast'`, Wang "
         "et al. 2021): a heterogeneous loss (issue 24)."),
+    # The paper's three ablations (issue 24), each one option of the default moved: the number
+    # of taps, their spacing in bases and where along the depth they are favoured.
+    **{f"k{k}-auto": ({**DEFAULT, "k": k, "taps_from": "auto"},
+                      f"the default with {k} automatic tap{'s' if k > 1 else ''} instead of 3.")
+       for k in (1, 2, 4, 5)},
+    # Spread over the depth, taps lie further apart than any spacing asks; near the input
+    # (the paper's setting) the spacing decides them: compared with `position-input` (1 base).
+    **{f"input-spacing{bases}": ({**DEFAULT, "position": "input", "spacing": bases,
+                                  "taps_from": "auto"},
+                                 f"as `position-input` with its taps at least {bases} bases "
+                                 "apart instead of 1.") for bases in (2, 3)},
+    **{f"position-{where}": ({**DEFAULT, "position": where, "taps_from": "auto"},
+                             f"the default with its taps favoured {words} (`position="
+                             f"'{where}'`) instead of spread over the depth.")
+       for where, words in (("input", "near the input, the paper's choice"),
+                            ("central", "in the middle of the depth"),
+                            ("output", "near the output"))},
     "output-only-matched": (
         {"method": "plain", "compute_matched": True},
         "output-only trained for as much longer as `default-auto` took over output-only in this "

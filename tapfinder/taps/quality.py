@@ -16,6 +16,7 @@ from ..graph.node_kinds import is_identity, stride
 from ..graph.structure import (
     attention_interior,
     block_outputs,
+    decoder_scales,
     residual_interiors,
     stage_outputs,
     stage_strides,
@@ -51,6 +52,11 @@ class TapQuality:
     placeholders
         Taps that are identity placeholders (``nn.Identity``): the tensor is the one they pass
         on, but the name points at a module that computes nothing.
+    decoder_scales
+        How many scales a U-shaped network's decoder climbs back through
+        (:func:`~tapfinder.graph.structure.decoder_scales`): 0 for any other network.
+    on_decoder_scales
+        Taps that are one of those scales' outputs.
     """
 
     taps: int
@@ -60,6 +66,8 @@ class TapQuality:
     model_strides: int
     violations: dict[str, list[str]] = field(default_factory=dict)
     placeholders: int = 0
+    decoder_scales: int = 0
+    on_decoder_scales: int = 0
 
     @property
     def covers_resolutions(self) -> bool:
@@ -76,6 +84,7 @@ def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
     violations = {node: found for node in nodes
                   if (found := guard_violations(arch, node, interior, residual))}
     strides = {s for node in nodes if (s := stride(arch[node])) is not None}
+    scales = decoder_scales(arch)
     return TapQuality(
         taps=len(nodes),
         block_outputs=sum(node in ends for node in nodes),
@@ -84,4 +93,6 @@ def tap_quality(arch: ArchGraph, taps: Iterable[Tap | str]) -> TapQuality:
         model_strides=len(stage_strides(arch)),
         violations=violations,
         placeholders=sum(is_identity(arch[node]) for node in nodes),
+        decoder_scales=len(scales),
+        on_decoder_scales=sum(node in scales for node in nodes),
     )

@@ -266,3 +266,34 @@ def test_renaming_an_arm_changes_its_name_and_nothing_it_measured(tmp_path):
     with pytest.raises(SystemExit, match="not on default-depth-spread's taps"):
         rename(path, "unet-digits64", "default-expert", "default-depth-spread")
     assert path.read_text().splitlines() == [json.dumps(run) for run in after]
+
+
+def _position_ablation(gains: dict[str, float]) -> list[dict]:
+    """8 seeds per position arm, test mIoU 0.5 plus the arm's gain plus a seed effect and a
+    small seed-by-arm wobble, so the paired intervals are narrow but not degenerate."""
+    return [record(arm, seed, 0.5 + gain + 0.02 * seed + 0.001 * ((seed * (i + 3)) % 5))
+            for i, (arm, gain) in enumerate(gains.items()) for seed in range(8)]
+
+
+@pytest.mark.parametrize("gains, verdict", [
+    ({"position-input": 0.03, "position-central": 0.0, "position-output": 0.01}, "reproduced"),
+    ({"position-input": 0.0, "position-central": 0.0, "position-output": 0.03}, "refuted"),
+    ({"position-input": 0.03, "position-central": 0.03, "position-output": 0.0}, "within noise"),
+])
+def test_an_ablation_reads_the_papers_claim_from_the_paired_test_differences(gains, verdict):
+    from report import ablation_sections
+
+    lines = ablation_sections({"r": _position_ablation(gains)})
+    assert lines[0] == "### Position, `r`"
+    assert lines[2].endswith(f"Here: **{verdict}**.")
+    assert any(line.startswith("| default-auto | uniform (the default) | 0 |") for line in lines)
+
+
+def test_an_ablation_waits_for_eight_seeds_and_skips_regimes_without_its_arms():
+    from report import ablation_sections
+
+    runs = [r for r in _position_ablation({"position-input": 0.03, "position-central": 0.0,
+                                           "position-output": 0.0}) if r["seed"] < 7]
+    lines = ablation_sections({"r": runs, "other": [record("default-auto", 0, 0.5)]})
+    assert "Here: **not yet measured**." in lines[2]
+    assert not any("other" in line for line in lines)

@@ -29,3 +29,12 @@ def test_a_convolution_before_its_norm_and_a_mid_block_node_are_called_out(resne
                            "inside a residual unit (its sum add_2 is the tap)"],
         "layer2_0_relu": ["inside a residual unit (its sum add_2 is the tap)"]}
     assert quality.strides == (8,) and not quality.covers_resolutions
+
+
+def test_a_u_nets_decoder_scales_and_the_taps_on_them_are_counted(resnet18):
+    from support import TinyUNet
+
+    arch = tapfinder.trace(TinyUNet(), (2, 3, 32, 32))
+    quality = tap_quality(arch, tapfinder.select_taps(arch, k=3))
+    assert (quality.decoder_scales, quality.on_decoder_scales) == (3, 3)
+    assert tap_quality(resnet18, ["layer2_1_relu_1"]).decoder_scales == 0
