@@ -85,6 +85,14 @@ def stride(attrs: NodeAttributes) -> int | None:
     return None if attrs["reduction"] is None else round(attrs["reduction"])
 
 
+def is_padding(attrs: NodeAttributes) -> bool:
+    """Explicit padding (``nn.ZeroPad2d``, ``F.pad``): a larger map that is no upsampling."""
+    if attrs["op"] == "call_module":
+        return str(attrs["module_type"]).endswith(("ZeroPad2d", "ConstantPad2d", "ZeroPad1d",
+                                                   "ConstantPad1d", "ZeroPad3d", "ConstantPad3d"))
+    return attrs["op"] == "call_function" and function_name(attrs) == "pad"
+
+
 def is_sum(attrs: NodeAttributes) -> bool:
     """An elementwise sum of tensors (``a + b``, ``torch.add``, ``x.add_(y)``)."""
     return attrs["op"] in ("call_function", "call_method") and attrs["target"] in SUM_TARGETS

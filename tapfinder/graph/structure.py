@@ -27,6 +27,7 @@ from .node_kinds import (
     is_attention_core,
     is_identity,
     is_join,
+    is_padding,
     is_sum,
     norm_kind,
     stride,
@@ -380,15 +381,15 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
     """The outputs of a U-shaped network's decoder, one per scale, coarse to fine; empty for
     any other network.
 
-    A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map, joins it
-    with other features (the skip) and computes on the join with a layer other than a norm: a
+    A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map (not a
+    pooled vector broadcast back, as squeeze-and-excitation does, nor padding), joins it with
+    other features (the skip) and computes on the join with a layer other than a norm: a
     U-Net's, UNet++'s or MA-Net's decoder block. The innermost such blocks count, and the last
     one at each stride stands for the stride. A network is U-shaped when these lie at three or
     more strides, finer and finer in execution order: its decoder climbs back through the
-    scales its encoder went down. An FPN (its top-down sums have no layer after them), DeepLabV3+
-    (one fusion), LinkNet (its skip sums lie outside its decoder blocks) and SegFormer (one
-    fusion) are not; nor is an encoder (its blocks' strides grow), whatever its attention or
-    squeeze-and-excitation broadcasts look like.
+    scales its encoder went down. An FPN (its top-down sums have no layer after them),
+    DeepLabV3+ (one fusion), LinkNet (its skip sums lie outside its decoder blocks) and
+    SegFormer (one fusion) are not; nor is an encoder (its blocks' strides grow).
     """
     members: dict[str, list[str]] = defaultdict(list)
     for name, attrs in arch.graph.nodes(data=True):
@@ -397,8 +398,9 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
 
     def upsamples(node: str) -> bool:
         node_stride = stride(arch[node])
-        return node_stride is not None and any(
-            (stride(arch[p]) or 0) > node_stride for p in feature_inputs(arch, node))
+        return node_stride is not None and not is_padding(arch[node]) and any(
+            (stride(arch[p]) or 0) > node_stride and math.prod(arch[p]["spatial"] or (1,)) > 1
+            for p in feature_inputs(arch, node))
 
     def computes_on(join: str, inside: set[str]) -> bool:
         return any(arch[after]["parametric"] and norm_kind(arch[after]) is None

@@ -39,6 +39,7 @@ from ..graph import ArchGraph, NodeAttributes
 from ..graph.node_kinds import (
     function_name,
     is_identity,
+    is_padding,
     is_sum,
     norm_kind,
     tensor_inputs,
@@ -82,7 +83,7 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
         violations.append("a residual branch's end, before its sum")
     if node in residual:
         violations.append(f"inside a residual unit (its sum {residual[node]} is the tap)")
-    if _is_padding(attrs):
+    if is_padding(attrs):
         violations.append("zero padding in front of a layer")
     if node in interior:
         violations.append("inside an attention computation")
@@ -163,13 +164,6 @@ def _reaches(arch: ArchGraph, source: str, target: str) -> bool:
                 seen.add(before)
                 stack.append(before)
     return False
-
-
-def _is_padding(attrs: NodeAttributes) -> bool:
-    if attrs["op"] == "call_module":
-        return str(attrs["module_type"]).endswith(("ZeroPad2d", "ConstantPad2d", "ZeroPad1d",
-                                                   "ConstantPad1d", "ZeroPad3d", "ConstantPad3d"))
-    return attrs["op"] == "call_function" and function_name(attrs) == "pad"
 
 
 def _positions(attrs: NodeAttributes) -> int | None:

@@ -245,19 +245,20 @@ def _cover_two_resolutions(arch: ArchGraph, chosen: list[_Evidence], evidence: l
     return [moved if index == rank else other for index, other in enumerate(chosen)]
 
 
-def _decoder_taps(arch: ArchGraph, evidence: list[_Evidence], k: int, layers: int,
-                  blocks: dict[str, str]) -> list[_Evidence]:
+def _decoder_taps(arch: ArchGraph, evidence: list[_Evidence], k: int,
+                  spacing: int) -> list[_Evidence]:
     """On a U-shaped network, up to ``k`` of its decoder's scale outputs
-    (:func:`~tapfinder.graph.structure.decoder_scales`), finest first, spaced as any taps are:
-    the decoder builds the dense prediction at each scale from the encoder's features of that
-    scale, and supervising its scales is what nnU-Net and UNet++ do. Chosen on validation:
+    (:func:`~tapfinder.graph.structure.decoder_scales`), finest first; a base is one decoder
+    scale here, so ``spacing`` 1 takes consecutive scales and 2 every other one. The decoder
+    builds the dense prediction at each scale from the encoder's features of that scale, and
+    supervising its scales is what nnU-Net and UNet++ do. Chosen on validation:
     ``docs/results.md`` has the U-Net measurements. Empty on any other network."""
     scales = decoder_scales(arch)
     by_node = {item.node: item for item in evidence}
     chosen: list[_Evidence] = []
-    for output in reversed(scales):
+    for output in scales[::-1][::max(spacing, 1)]:  # finest first, ``spacing`` scales apart
         item = by_node.get(canonical_node(arch, output))
-        if item is None or len(chosen) == k or not _apart(arch, item, chosen, layers, blocks):
+        if item is None or len(chosen) == k:
             continue
         chosen.append(_Evidence(item.node, item.kinds, item.score, (
             f"a decoder scale output (stride {stride(arch[item.node])}): the decoder climbs back "
@@ -332,7 +333,7 @@ def select_taps(
     beaten: dict[str, list[tuple[str, float]]] = {}
     blocks = repeated_blocks(arch)  # at most one tap per repeated block
     layers = spacing * base_distance(arch, blocks)
-    chosen = _decoder_taps(arch, evidence, k, layers, blocks) if position == "uniform" else []
+    chosen = _decoder_taps(arch, evidence, k, spacing) if position == "uniform" else []
     remaining = [item for item in evidence if _apart(arch, item, chosen, layers, blocks)]
     for item in chosen:
         beaten[item.node] = _rivals(item, [i for i in evidence if i is item or not _apart(

@@ -67,6 +67,15 @@ def test_a_u_shaped_segmenter_taps_its_decoders_three_finest_scales(spec):
     assert all("a decoder scale output" in tap.explain() for tap in taps)
 
 
+@pytest.mark.parametrize("spec", [*U_SHAPED, "smp:Unet:efficientnet-b0"])
+def test_the_scales_of_a_u_shaped_decoder_are_all_decoder_blocks(spec):
+    """EfficientNet's squeeze-and-excitation broadcasts a pooled vector back over the map and
+    joins it: no upsampling, so no encoder block passes for the decoder's coarsest scale."""
+    arch, _ = default_taps(spec)
+    assert [arch[node]["module"].split(".")[0] for node in decoder_scales(arch)] == \
+        ["decoder"] * len(decoder_scales(arch)) and len(decoder_scales(arch)) >= 4
+
+
 @pytest.mark.parametrize("spec", [s for s in SEGMENTERS if s not in U_SHAPED
                                   and not s.startswith(("smp:Unet:", "smp:UnetPlusPlus"))])
 def test_other_segmenters_have_no_u_shaped_decoder(spec):

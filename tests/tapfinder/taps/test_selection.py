@@ -333,5 +333,7 @@ def test_a_u_net_taps_its_decoder_scales_finest_first_and_spreads_what_is_left()
     five = select_taps(arch, k=5)
     assert len(five) == 5 and [t.module for t in five][-3:] == blocks
     assert all("decoder scale output" not in t.explain() for t in five[:2])
+    # A base is one decoder scale: spacing 2 takes every other scale.
+    assert [t.module for t in select_taps(arch, k=2, spacing=2)] == [blocks[0], blocks[2]]
     # The paper's position policies keep their meaning: depths, not decoder scales.
     assert all(t.depth <= 0.5 for t in select_taps(arch, k=3, position="input"))
