@@ -9,9 +9,10 @@
 # today's default taps and the block-end taps on the 96x96 ResNet-18 regimes (whether a tap
 # inside a residual block trains better than its block's output, and the headline's evidence
 # for the current default), then the harder ShapeScenes regimes, then the heterogeneous tap
-# losses of issue 24 on the 96x96 regimes.
+# losses of issue 24 on the 96x96 regimes, then the paper's three ablations on the demo's regime.
 set -u
-PLAN=${PLAN:-"digits96,digits96-lowdata:default-auto,default-block-end;unet-scenes128,convnext-fpn-scenes128:output-only,default-auto;unet-scenes128,convnext-fpn-scenes128:default-expert,default-random;digits96,digits96-lowdata:joint-batch-auto,rmi-auto,contrast-auto"}
+ABLATIONS="k1-auto,k2-auto,k4-auto,k5-auto,position-input,input-spacing2,input-spacing3,position-central,position-output"
+PLAN=${PLAN:-"digits96,digits96-lowdata:default-auto,default-block-end;unet-scenes128,convnext-fpn-scenes128:output-only,default-auto;unet-scenes128,convnext-fpn-scenes128:default-expert,default-random;digits96,digits96-lowdata:joint-batch-auto,rmi-auto,contrast-auto;deeplabv3plus-digits64:$ABLATIONS"}
 RUNS_LIMIT=${RUNS_LIMIT:-540}  # seconds for all the runs; none starts that would not end in time
 BENCH=${BENCH:-}               # e.g. "plain,imachsr-3,floor-3" to benchmark the step afterwards
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -297,3 +298,18 @@ def test_an_ablation_waits_for_eight_seeds_and_skips_regimes_without_its_arms():
     lines = ablation_sections({"r": runs, "other": [record("default-auto", 0, 0.5)]})
     assert "Here: **not yet measured**." in lines[2]
     assert not any("other" in line for line in lines)
+
+
+def test_the_gpu_sessions_plan_names_regimes_and_arms_the_runner_knows():
+    """A GPU session is rare and short: a misspelt arm in its default plan would waste it."""
+    from run_experiments import ARMS, REGIMES
+
+    script = (EXPERIMENTS / "gpu_session.sh").read_text()
+    variables = dict(re.findall(r'^([A-Z]+)="([^"]*)"$', script, flags=re.M))
+    plan = re.search(r'^PLAN=\$\{PLAN:-"(.*)"\}$', script, flags=re.M).group(1)
+    plan = re.sub(r"\$([A-Z]+)", lambda m: variables[m.group(1)], plan)
+    steps = [step.split(":") for step in plan.split(";")]
+    assert len(steps) >= 5
+    for regimes, arms in steps:
+        assert set(regimes.split(",")) <= set(REGIMES), regimes
+        assert set(arms.split(",")) <= set(ARMS), arms
