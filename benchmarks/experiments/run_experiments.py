@@ -47,6 +47,9 @@ REGIMES: dict[str, dict] = {
     "deeplabv3plus-digits64": {"family": "deeplabv3plus",
                                "model": "smp:DeepLabV3Plus:tu-resnet10t", **DIGITS64},
     "unet-digits64": {"family": "unet", "model": "smp:Unet:tu-resnet10t", **DIGITS64},
+    # A second U-Net, held out from the choice of the decoder rule (made on the one above).
+    "unet-convnext-digits64": {"family": "unet", "model": "smp:Unet:tu-convnext_atto",
+                               **DIGITS64},
     "pvt-fpn-digits64": {"family": "pvt-fpn", "model": "smp:FPN:tu-pvt_v2_b0", **DIGITS64},
     "convnext-fpn-digits64": {"family": "convnext-fpn", "model": "smp:FPN:tu-convnext_atto",
                               **DIGITS64},
@@ -97,6 +100,13 @@ TAP_SETS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
                          "what position='uniform' chose on a U-Net before it tapped a U-shaped "
                          "decoder's scales: the stem's activation, the stride-32 bottleneck "
                          "block (2x2 at 64x64) and the decoder's last skip join"),
+    },
+    "smp:Unet:tu-convnext_atto": {
+        "depth-spread": (("add_1", "add_7", "cat_2"),
+                         "what position='uniform' chose on this U-Net before it tapped a "
+                         "U-shaped decoder's scales: the output of ConvNeXt's first stage "
+                         "(stride 4), the fourth of the six blocks of its third (stride 16) "
+                         "and the decoder's skip join at stride 4"),
     },
     "smp:FPN:tu-pvt_v2_b0": {
         "expert": (("contiguous_1", "contiguous_2", "sum_1"),
