@@ -313,8 +313,9 @@ def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
 
 def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> list[str]:
     """One line per family of FAMILY_REGIMES whose expert and random arms have ``minimum``
-    paired seeds: the automatic taps against an expert's and against random candidates, and
-    each against output-only, as paired test-mIoU differences with 95% intervals."""
+    paired seeds: the automatic taps against an expert's (or that they are the expert's) and
+    against random candidates, and each against output-only, as paired test-mIoU differences
+    with 95% intervals."""
     lines = []
     for regime, name in FAMILY_REGIMES.items():
         by_arm: dict[str, dict[int, dict]] = {}
@@ -332,9 +333,14 @@ def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> li
             return f"{difference.mean:+.1f} [{difference.low:+.1f}, {difference.high:+.1f}]"
 
         n = pairs[("default-auto", "default-expert")].n
+        auto_taps, expert_taps = ({tuple(r.get("taps") or ()) for r in by_arm[arm].values()}
+                                  for arm in ("default-auto", "default-expert"))
+        same = auto_taps == expert_taps and () not in auto_taps
+        against_expert = ("automatic taps are the expert's (the same layers)" if same else
+                          "automatic taps against an expert's "
+                          f"{short(pairs[('default-auto', 'default-expert')])}")
         lines.append(
-            f"- {name}: automatic taps against an expert's "
-            f"{short(pairs[('default-auto', 'default-expert')])}, against random candidates "
+            f"- {name}: {against_expert}, against random candidates "
             f"{short(pairs[('default-auto', 'default-random')])}; over output-only the expert's "
             f"{short(pairs[('default-expert', 'output-only')])} and random "
             f"{short(pairs[('default-random', 'output-only')])} ({n} paired seeds).")

@@ -229,9 +229,9 @@ def test_the_readme_quotes_what_tap_choice_is_worth_where_it_is_measured():
 def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
     from report import tap_choice_sentences
 
-    def record(arm, seed, miou):
+    def record(arm, seed, miou, taps=None):
         return {"regime": "unet-digits64", "arm": arm, "seed": seed, "baseline": arm == "output-only",
-                "family": "unet", "test": {"mIoU": miou}}
+                "family": "unet", "test": {"mIoU": miou}, "taps": list(taps or [arm])}
 
     lines = [json.dumps(record(arm, seed, base + seed / 100))
              for seed in range(3)
@@ -243,6 +243,18 @@ def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
     (line,) = tap_choice_sentences(load_records(tmp_path), minimum=2)
     assert line.startswith("- U-Net (smp, ResNet-10-T): automatic taps against an expert's +2.0")
     assert line.endswith("(3 paired seeds).")
+    # Where the automatic choice is the expert's, the line says so instead of a zero interval.
+    expert_lines = [json.dumps(record("default-expert", seed, 0.6 + seed / 100, ("b",)))
+                    for seed in range(3)]
+    (tmp_path / "unet-digits64.jsonl").write_text("\n".join(lines + random_lines + expert_lines))
+    (line,) = tap_choice_sentences(load_records(tmp_path), minimum=2)
+    assert line.startswith("- U-Net (smp, ResNet-10-T): automatic taps against an expert's +0.0")
+    same = [json.dumps(record("default-auto", seed, 0.6 + seed / 100, ("b",))) for seed in range(3)]
+    (tmp_path / "unet-digits64.jsonl").write_text(
+        "\n".join(lines + random_lines + expert_lines + same))
+    (line,) = tap_choice_sentences(load_records(tmp_path), minimum=2)
+    assert line.startswith("- U-Net (smp, ResNet-10-T): automatic taps are the expert's (the same "
+                           "layers), against random candidates +6.0")
 
 
 def test_renaming_an_arm_changes_its_name_and_nothing_it_measured(tmp_path):
