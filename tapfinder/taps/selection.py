@@ -7,7 +7,7 @@ non-taps are dropped. Taps are then picked greedily by ``score x position weight
 the main path) with a minimum spacing in bases (the paper's base distance: here the layers
 between the ends of consecutive repeated blocks); where every tap then reads one stride of a
 model with stages at several, one moves to another stride. The position policies follow the
-paper's ablations.
+paper's ablations; on a U-shaped network the default one taps the decoder's scales first.
 """
 
 from __future__ import annotations
@@ -334,10 +334,12 @@ def select_taps(
     blocks = repeated_blocks(arch)  # at most one tap per repeated block
     layers = spacing * base_distance(arch, blocks)
     chosen = _decoder_taps(arch, evidence, k, spacing) if position == "uniform" else []
-    remaining = [item for item in evidence if _apart(arch, item, chosen, layers, blocks)]
+    taken = {item.node for item in chosen}
+    remaining = [item for item in evidence
+                 if item.node not in taken and _apart(arch, item, chosen, layers, blocks)]
     for item in chosen:
-        beaten[item.node] = _rivals(item, [i for i in evidence if i is item or not _apart(
-            arch, i, [item], layers, blocks)])
+        beaten[item.node] = _rivals(item, [i for i in evidence
+                                           if not _apart(arch, i, [item], layers, blocks)])
     outside = in_a_chosen_block = 0
     spread = k - len(chosen)  # the taps left to spread over the depth
     for rank in range(spread):
