@@ -338,10 +338,3 @@ def test_a_u_net_taps_its_decoder_scales_finest_first_and_spreads_what_is_left()
     # The paper's position policies keep their meaning: depths, not decoder scales.
     assert all(t.depth <= 0.5 for t in select_taps(arch, k=3, position="input"))
 
-
-def test_without_spacing_a_decoder_tap_is_not_chosen_twice():
-    from support import TinyUNet
-
-    arch = tapfinder.trace(TinyUNet(), (2, 3, 32, 32))
-    nodes = [t.node for t in select_taps(arch, k=6, spacing=0)]
-    assert len(nodes) == len(set(nodes)) == 6
