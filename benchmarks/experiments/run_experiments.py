@@ -300,6 +300,13 @@ def matched_epochs(records: Path, regime: str) -> tuple[int, float] | None:
     return max(REGIMES[regime]["epochs"], round(REGIMES[regime]["epochs"] * ratio)), ratio
 
 
+def _matches_nothing(records: Path, regime: str, arm: str) -> bool:
+    """A compute-matched arm whose regime's default took no more whole epochs' time than
+    output-only: its run would be output-only's again."""
+    matched = matched_epochs(records, regime) if ARMS[arm][0].get("compute_matched") else None
+    return matched is not None and matched[0] == REGIMES[regime]["epochs"]
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0-7"`` or ``"0,2,5"`` -> a list of seeds."""
     if "-" in text:
@@ -392,6 +399,10 @@ def main() -> None:
                     jobs = []
                     break
                 job = jobs.pop(0)
+                if _matches_nothing(options.records, *job[:2]):
+                    print(f"skipped {job[0]} {job[1]} seed {job[2]}: the default takes no more "
+                          "time than output-only here, so it would repeat output-only", flush=True)
+                    continue
                 running[pool.submit(run_one, *job, overrides, options.records)] = job
             if not running:
                 break

@@ -185,6 +185,20 @@ def test_a_compute_matched_run_takes_the_median_time_ratio_in_whole_epochs(tmp_p
     assert ratio == 1.5 and epochs == round(REGIMES[regime]["epochs"] * 1.5)
 
 
+def test_a_compute_matched_run_that_would_repeat_output_only_is_skipped(tmp_path):
+    from run_experiments import _matches_nothing
+
+    regime = "unet-digits64"
+    lines = [{"arm": "output-only", "seed": s, "seconds": 100.0} for s in range(3)]
+    (tmp_path / f"{regime}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    for seconds, skipped in ((95.0, True), (104.0, True), (110.0, False)):
+        auto = [{"arm": "default-auto", "seed": s, "seconds": seconds} for s in range(3)]
+        (tmp_path / f"{regime}.jsonl").write_text(
+            "".join(json.dumps(x) + "\n" for x in lines + auto))
+        assert _matches_nothing(tmp_path, regime, "output-only-matched") == skipped, seconds
+        assert not _matches_nothing(tmp_path, regime, "default-auto")
+
+
 def test_the_evidence_quoted_to_users_is_the_records_and_the_readme_follows_it():
     """``imachsr train --compare`` reads imachsr/evidence.json, which the report writes from the
     records; the README quotes the same figures."""
