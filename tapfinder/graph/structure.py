@@ -381,9 +381,9 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
     """The outputs of a U-shaped network's decoder, one per scale, coarse to fine; empty for
     any other network.
 
-    A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map (not a
-    pooled vector broadcast back, as squeeze-and-excitation does, nor padding), joins it with
-    other features (the skip) and computes on the join with a layer other than a norm: a
+    A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map (makes a
+    finer map than every map it reads: not squeeze-and-excitation's gate broadcast over the map
+    it scales, not padding), joins it with other features (the skip) and computes on the join with a layer other than a norm: a
     U-Net's, UNet++'s or MA-Net's decoder block. The innermost such blocks count, and the last
     one at each stride stands for the stride. A network is U-shaped when these lie at three or
     more strides, finer and finer in execution order: its decoder climbs back through the
@@ -396,11 +396,10 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
         for path in attrs["scope"]:
             members[path].append(name)
 
-    def upsamples(node: str) -> bool:
-        node_stride = stride(arch[node])
-        return node_stride is not None and not is_padding(arch[node]) and any(
-            (stride(arch[p]) or 0) > node_stride and math.prod(arch[p]["spatial"] or (1,)) > 1
-            for p in feature_inputs(arch, node))
+    def upsamples(node: str) -> bool:  # a finer map than every map it reads
+        node_stride, inputs = stride(arch[node]), feature_inputs(arch, node)
+        return node_stride is not None and bool(inputs) and not is_padding(arch[node]) and all(
+            (stride(arch[p]) or 0) > node_stride for p in inputs)
 
     def computes_on(join: str, inside: set[str]) -> bool:
         return any(arch[after]["parametric"] and norm_kind(arch[after]) is None

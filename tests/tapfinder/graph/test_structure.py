@@ -80,6 +80,8 @@ def test_a_u_nets_decoder_scales_are_its_up_blocks_outputs_coarse_to_fine():
     assert [arch[node]["reduction"] for node in scales] == [4, 2, 1]
     summed = tapfinder.trace(TinyUNet(join="sum"), (2, 3, 32, 32))
     assert len(decoder_scales(summed)) == 3  # a sum is a join as a concatenation is
+    # An 8x8 input leaves a 1x1 bottom: upsampling it is still the decoder's first scale.
+    assert len(decoder_scales(tapfinder.trace(TinyUNet(), (2, 3, 8, 8)))) == 3
 
 
 @pytest.mark.parametrize("model", [TinyUNet(levels=2), TinyFPN()], ids=["two-scales", "fpn"])
