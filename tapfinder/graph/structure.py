@@ -384,12 +384,13 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
     A **decoder scale block** is a block (:func:`block_outputs`) that upsamples a map (makes a
     finer map than every map it reads: not squeeze-and-excitation's gate broadcast over the map
     it scales, not padding), joins it with other features (the skip) and computes on the join
-    with a layer other than a norm: a U-Net's, UNet++'s or MA-Net's decoder block. The innermost such blocks count, and the last
-    one at each stride stands for the stride. A network is U-shaped when these lie at three or
-    more strides, finer and finer in execution order: its decoder climbs back through the
-    scales its encoder went down. An FPN (its top-down sums have no layer after them),
-    DeepLabV3+ (one fusion), LinkNet (its skip sums lie outside its decoder blocks) and
-    SegFormer (one fusion) are not; nor is an encoder (its blocks' strides grow).
+    with a layer other than a norm: a U-Net's, UNet++'s or MA-Net's decoder block. The innermost
+    such blocks count, and the last one at each stride stands for the stride. A network is
+    U-shaped when these lie at three or more strides, finer and finer in execution order: its
+    decoder climbs back through the scales its encoder went down. An FPN (its top-down sums have
+    no layer after them), DeepLabV3+ (one fusion), LinkNet (its skip sums lie outside its
+    decoder blocks) and SegFormer (one fusion) are not; nor is an encoder (its blocks' strides
+    grow).
     """
     members: dict[str, list[str]] = defaultdict(list)
     for name, attrs in arch.graph.nodes(data=True):
