@@ -111,6 +111,7 @@ def load_records(folder: Path) -> dict[str, list[dict]]:
 # The family table's columns: (arm, reference arm), each a paired test-mIoU difference.
 FAMILY_COLUMNS = (("default-auto", "output-only"), ("default-expert", "output-only"),
                   ("default-random", "output-only"), ("output-only-matched", "output-only"),
+                  ("default-auto", "output-only-matched"),
                   ("default-auto", "default-expert"), ("default-auto", "default-random"))
 
 
@@ -233,6 +234,11 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
     if sentences:
         lines += ["The default with automatic taps, family by family at the demo's settings "
                   "(the README quotes these lines):", "", *sentences, ""]
+    matched = time_matched_sentences(regimes)
+    if matched:
+        lines += ["Whether the gain is more than time (the default against output-only given "
+                  "the default's extra wall-clock as extra epochs; the README quotes these "
+                  "lines):", "", *matched, ""]
     choices = tap_choice_sentences(regimes)
     if choices:
         lines += ["What tap choice is worth (test mIoU points, paired 95% intervals; the README "
@@ -308,6 +314,27 @@ def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
         lines.append(f"- {name}: {_VERDICT_WORDS[difference.verdict]}, {difference.mean:+.1f} "
                      f"test mIoU [{difference.low:+.1f}, {difference.high:+.1f}] over "
                      f"output-only ({difference.n} paired seeds).")
+    return lines
+
+
+def time_matched_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> list[str]:
+    """One line per family of FAMILY_REGIMES whose compute-matched output-only arm has
+    ``minimum`` paired seeds with the default: whether the default's gain is more than its extra
+    time would buy output-only training, as a paired test-mIoU difference."""
+    lines = []
+    for regime, name in FAMILY_REGIMES.items():
+        records = regimes.get(regime, [])
+        matched = {r["seed"]: r for r in records if r["arm"] == "output-only-matched"}
+        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
+        difference = _against(runs, matched, _test_miou)
+        if difference is None or difference.n < minimum:
+            continue
+        ratio = statistics.median(r["matched_ratio"] for r in matched.values())
+        words = {"better": "more than its time buys", "within noise": "about what its time buys",
+                 "worse": "less than its time buys"}[difference.verdict]
+        lines.append(f"- {name}: the default's gain is {words}: {difference.mean:+.1f} test mIoU "
+                     f"[{difference.low:+.1f}, {difference.high:+.1f}] against output-only "
+                     f"trained {ratio:.2f}x as long ({difference.n} paired seeds).")
     return lines
 
 

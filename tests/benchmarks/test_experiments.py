@@ -219,6 +219,28 @@ def test_the_evidence_quoted_to_users_is_the_records_and_the_readme_follows_it()
             f"+{demo['high']:.1f}] over output-only {evidence['where']}") in readme
 
 
+def test_the_time_matched_line_pairs_the_default_with_longer_output_only_training(tmp_path):
+    from report import time_matched_sentences
+
+    runs = [{"arm": "default-auto", "seed": s, "test": {"mIoU": 0.55 + s / 100}}
+            for s in range(3)]
+    runs += [{"arm": "output-only-matched", "seed": s, "matched_ratio": 1.3 + s / 10,
+              "test": {"mIoU": 0.58 + s / 100 + (s % 2) / 1000}} for s in range(3)]
+    (line,) = time_matched_sentences({"deeplabv3plus-digits64": runs}, minimum=3)
+    assert line == ("- DeepLabV3+ (smp, ResNet-10-T): the default's gain is less than its time "
+                    "buys: -3.0 test mIoU [-3.2, -2.9] against output-only trained 1.40x as long "
+                    "(3 paired seeds).")
+    assert time_matched_sentences({"deeplabv3plus-digits64": runs}) == []  # fewer than 8
+
+
+def test_the_readme_says_whether_the_gain_is_more_than_time():
+    from report import time_matched_sentences
+
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
+    sentences = time_matched_sentences(load_records(EXPERIMENTS.parents[1] / "docs" / "results"))
+    assert [line for line in sentences if line not in readme] == []
+
+
 def test_the_readme_says_for_each_family_what_the_default_did():
     """One line per family with 8 paired seeds: helps / within noise / hurts, as the records say."""
     from report import family_sentences
