@@ -362,3 +362,14 @@ def test_the_gpu_sessions_plan_names_regimes_and_arms_the_runner_knows():
     for regimes, arms in steps:
         assert set(regimes.split(",")) <= set(REGIMES), regimes
         assert set(arms.split(",")) <= set(ARMS), arms
+
+
+def test_the_compute_matched_arm_is_compared_with_output_only_never_used_as_it():
+    records = [record("output-only", s, 0.30 + 0.01 * s, baseline=True) for s in range(3)]
+    records += [{**record("output-only-matched", s, 0.40 + 0.01 * s, baseline=True),
+                 "compute_matched": True} for s in range(3)]
+    records += [record("b", s, 0.32 + 0.01 * s) for s in range(3)]
+    rows = regime_table(records)
+    assert "| +2.00 [+2.00, +2.00] (n=3) |" in next(r for r in rows if r.startswith("| b"))
+    assert "| +10.00 [+10.00, +10.00] (n=3) |" in next(
+        r for r in rows if r.startswith("| output-only-matched"))
