@@ -306,15 +306,19 @@ FAMILY_REGIMES = {
 _VERDICT_WORDS = {"better": "helps", "within noise": "within noise", "worse": "hurts"}
 
 
+def _default_against(records: list[dict], reference: str) -> PairedDifference | None:
+    """The default with automatic taps against the ``reference`` arm: paired test mIoU."""
+    by_seed = {r["seed"]: r for r in records if r["arm"] == reference}
+    runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
+    return _against(runs, by_seed, _test_miou)
+
+
 def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
     """One line per family of FAMILY_REGIMES with 8 or more paired seeds of the default with
     automatic taps: helps / within noise / hurts, with its paired test-mIoU difference."""
     lines = []
     for regime, name in FAMILY_REGIMES.items():
-        records = regimes.get(regime, [])
-        baseline = {r["seed"]: r for r in records if r["arm"] == "output-only"}
-        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
-        difference = _against(runs, baseline, _test_miou)
+        difference = _default_against(regimes.get(regime, []), "output-only")
         if difference is None or difference.n < 8:
             continue
         lines.append(f"- {name}: {_VERDICT_WORDS[difference.verdict]}, {difference.mean:+.1f} "
@@ -330,12 +334,11 @@ def time_matched_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> 
     lines = []
     for regime, name in FAMILY_REGIMES.items():
         records = regimes.get(regime, [])
-        matched = {r["seed"]: r for r in records if r["arm"] == "output-only-matched"}
-        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
-        difference = _against(runs, matched, _test_miou)
+        difference = _default_against(records, "output-only-matched")
         if difference is None or difference.n < minimum:
             continue
-        ratio = statistics.median(r["matched_ratio"] for r in matched.values())
+        ratio = statistics.median(r["matched_ratio"] for r in records
+                                  if r["arm"] == "output-only-matched")
         words = {"better": "more than its time buys", "within noise": "about what its time buys",
                  "worse": "less than its time buys"}[difference.verdict]
         lines.append(f"- {name}: the default's gain is {words}: {difference.mean:+.1f} test mIoU "
