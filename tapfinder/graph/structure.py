@@ -402,9 +402,16 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
         return node_stride is not None and bool(inputs) and not is_padding(arch[node]) and all(
             (stride(arch[p]) or 0) > node_stride for p in inputs)
 
-    def computes_on(join: str, inside: set[str]) -> bool:
-        return any(arch[after]["parametric"] and norm_kind(arch[after]) is None
-                   for after in nx.descendants(arch.graph, join) if after in inside)
+    def computes_on(join: str, inside: set[str]) -> bool:  # a layer after the join, in the block
+        stack, seen = [join], {join}
+        while stack:
+            for after in arch.graph.successors(stack.pop()):
+                if after in inside and after not in seen:
+                    if arch[after]["parametric"] and norm_kind(arch[after]) is None:
+                        return True
+                    seen.add(after)
+                    stack.append(after)
+        return False
 
     scale_blocks = {}
     for path, output in block_outputs(arch).items():

@@ -257,8 +257,10 @@ def _decoder_taps(arch: ArchGraph, evidence: list[_Evidence], k: int,
     by_node = {item.node: item for item in evidence}
     chosen: list[_Evidence] = []
     for output in scales[::-1][::max(spacing, 1)]:  # finest first, ``spacing`` scales apart
+        if len(chosen) == k:
+            break
         item = by_node.get(canonical_node(arch, output))
-        if item is None or len(chosen) == k:
+        if item is None:
             continue
         chosen.append(_Evidence(item.node, item.kinds, item.score, (
             f"a decoder scale output (stride {stride(arch[item.node])}): the decoder climbs back "
