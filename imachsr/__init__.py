@@ -15,6 +15,7 @@ This package builds on ``tapfinder`` and is never imported by it.
 from tapfinder._version import __version__
 
 from .adapters import DimensionAdapter, build_adapters
+from .arithmetic import AdapterArithmetic, adapter_arithmetic
 from .instrument import HookFallbackWarning, TappedModel, instrument
 from .losses import mutual_information_loss, negative_entropy
 from .plain_model import plain_state_dict
@@ -29,6 +30,8 @@ __all__ = [
     "HookFallbackWarning",
     "DimensionAdapter",
     "build_adapters",
+    "adapter_arithmetic",
+    "AdapterArithmetic",
     "mutual_information_loss",
     "negative_entropy",
     "model_logits",

@@ -29,6 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tapfinder.errors import InvalidInputError, TapfinderError, TapShortfallWarning
 from tapfinder.zoo import build_model
 
+from ..arithmetic import AdapterArithmetic, adapter_arithmetic
 from ..checkpoints import save_atomically, write_text_atomically
 from ..data.splits import Augmented, RunData, run_data
 from ..losses import canonical_estimator
@@ -151,7 +152,9 @@ def train(config: TrainConfig) -> RunResult:
         start_epoch, result.history = state["epoch"] + 1, state["history"]
     runner = nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     if rank == 0:
-        _say(describe_run(config, result.taps))
+        example = (config.batch_size, 3, config.size, config.size)
+        arithmetic = adapter_arithmetic(objective, example) if isinstance(objective, IMacHSR) else None
+        _say(describe_run(config, result.taps, arithmetic))
     began = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         train_set.epoch = epoch
@@ -252,8 +255,10 @@ def arm_name(config: TrainConfig) -> str:
     return "output-only" if config.method == "plain" else "iMacHSR"
 
 
-def describe_run(config: TrainConfig, taps: Sequence[str]) -> str:
-    """The line a run starts with: what trains, on what, and where the taps are."""
+def describe_run(config: TrainConfig, taps: Sequence[str],
+                 arithmetic: AdapterArithmetic | None = None) -> str:
+    """The line a run starts with: what trains, on what, where the taps are and, given their
+    count, what the adapters add to each step's arithmetic."""
     where = f"{config.model} on {config.data}, {config.epochs} epochs at batch {config.batch_size}"
     if config.method == "plain":
         return f"[{arm_name(config)}] {where}: output cross-entropy only"
@@ -261,7 +266,8 @@ def describe_run(config: TrainConfig, taps: Sequence[str]) -> str:
         canonical_estimator(config.mi), f"Eq. 1 estimated by {canonical_estimator(config.mi)}")
     return (f"[{arm_name(config)}] {where}: {len(taps)} taps ({', '.join(taps)}), "
             f"{estimator} per tap through {config.adapter} adapters, {config.schedule} weights"
-            + (f", Eq. 2 negative entropy at beta {config.beta}" if config.beta else ""))
+            + (f", Eq. 2 negative entropy at beta {config.beta}" if config.beta else "")
+            + (f"; {arithmetic.summary()}" if arithmetic is not None else ""))
 
 
 def epoch_line(record: dict, epochs: int, elapsed: float, per_epoch: float) -> str:

@@ -1,6 +1,7 @@
 """The ``imachsr train`` pipeline end to end on tiny canvases (a one-minute smoke version)."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,8 @@ def test_training_says_what_trains_and_reports_every_epoch(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
              if line.startswith(("[iMacHSR]", "epoch "))]
     assert lines[0].startswith("[iMacHSR] smp:DeepLabV3Plus:resnet18 on digits") and "3 taps (" in lines[0]
+    assert re.search(r"; the adapters add \d+\.\d\d GFLOPs per image to the model's \d+\.\d\d "
+                     r"\(\d+\.\d\dx its forward pass\)$", lines[0]), lines[0]
     assert [line.split()[1] for line in lines[1:]] == ["1/2", "2/2"]
     assert all("val mIoU" in line and "ETA" in line for line in lines[1:])
 
