@@ -67,6 +67,9 @@ def adapter_arithmetic(scheme: IMacHSR, example_inputs: Any) -> AdapterArithmeti
     generators = [device] if device.type == "cuda" else []  # the CPU's is forked in any case
     with preserved_state(scheme), torch.random.fork_rng(devices=generators), torch.no_grad():
         inputs = random_inputs(normalize_example_inputs(example_inputs), device)
+        # Inputs of a new shape or a new training mode may make the tapped model trace itself
+        # again; that first call's shape propagation is not the model's arithmetic.
+        scheme.tapped(*inputs.args, **inputs.kwargs)
         with FlopCounterMode(display=False) as model_count:
             _, features = scheme.tapped(*inputs.args, **inputs.kwargs)
         adapters = {}

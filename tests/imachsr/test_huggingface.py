@@ -50,6 +50,20 @@ def test_labels_by_the_models_keyword_reach_the_taps_not_the_model():
     assert out.terms["loss"] == pytest.approx(scheme(x, y).terms["loss"], abs=1e-5)
 
 
+def test_the_model_arithmetic_is_the_eager_models_at_every_batch_size():
+    """A batch size other than the example's makes the tapped SegFormer trace itself again; the
+    trace's shape propagation must not count as the model's arithmetic."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = segformer()
+    scheme = imachsr.IMacHSR(model, CLASSES, example_inputs=(2, 3, SIZE, SIZE))
+    with torch.no_grad(), FlopCounterMode(display=False) as eager:
+        model(torch.randn(3, 3, SIZE, SIZE))
+    for images in (1, 3):
+        counted = imachsr.adapter_arithmetic(scheme, (images, 3, SIZE, SIZE))
+        assert counted.model == eager.get_total_flops() // 3
+
+
 def test_the_scheme_loss_is_a_mean_the_trainer_must_not_rescale():
     assert imachsr.IMacHSR.accepts_loss_kwargs is False
 
