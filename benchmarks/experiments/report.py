@@ -249,6 +249,12 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
     if choices:
         lines += ["What tap choice is worth (test mIoU points, paired 95% intervals; the README "
                   "quotes these lines):", "", *choices, ""]
+    decoder_rule = decoder_rule_sentences(regimes)
+    if decoder_rule:
+        lines += ["What recognising U-shaped decoders is worth (the default on the decoder's "
+                  "scale outputs, its automatic taps there, against the taps spread over the "
+                  "depth that it chose before; paired 95% intervals; the README quotes these "
+                  "lines):", "", *decoder_rule, ""]
     ablations = ablation_sections(regimes)
     if ablations:
         lines += ["## The paper's ablations", "",
@@ -302,7 +308,11 @@ FAMILY_REGIMES = {
     "pvt-fpn-digits64": "PVTv2-B0 with an FPN decoder (smp)",
     "convnext-fpn-digits64": "ConvNeXt-atto with an FPN decoder (smp)",
     "hf-segformer-digits64": "SegFormer (Hugging Face, MiT-b0)",
+    "unet-convnext-digits64": "U-Net (smp, ConvNeXt-atto)",
 }
+# Regimes whose model played no part in choosing the decoder-scale rule for U-shaped networks
+# (it was chosen on validation on ``unet-digits64``): there its worth is a test, not a fit.
+HELD_OUT_FROM_DECODER_RULE = {"unet-convnext-digits64"}
 _VERDICT_WORDS = {"better": "helps", "within noise": "within noise", "worse": "hurts"}
 
 
@@ -380,6 +390,29 @@ def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> li
             f"{short(pairs[('default-auto', 'default-random')])}; over output-only the expert's "
             f"{short(pairs[('default-expert', 'output-only')])} and random "
             f"{short(pairs[('default-random', 'output-only')])} ({n} paired seeds).")
+    return lines
+
+
+def decoder_rule_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> list[str]:
+    """One line per family of FAMILY_REGIMES where the default ran on its automatic taps and on
+    the taps the choice made before U-shaped decoders were recognised (``default-depth-spread``),
+    with ``minimum`` paired seeds: what the decoder-scale rule is worth there, test and last
+    validation mIoU, and whether that model was held out from the rule's choice."""
+    lines = []
+    for regime, name in FAMILY_REGIMES.items():
+        records = regimes.get(regime, [])
+        by_seed = {r["seed"]: r for r in records if r["arm"] == "default-depth-spread"}
+        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
+        test = _against(runs, by_seed, _test_miou)
+        validation = _against(runs, by_seed, _last_val_miou)
+        if test is None or validation is None or test.n < minimum:
+            continue
+        where = ("held out from the rule's choice" if regime in HELD_OUT_FROM_DECODER_RULE
+                 else "where the rule was chosen")
+        lines.append(f"- {name}, {where}: the decoder's scale outputs against the depth-spread "
+                     f"taps {test.mean:+.1f} test mIoU [{test.low:+.1f}, {test.high:+.1f}] and "
+                     f"{validation.mean:+.1f} validation [{validation.low:+.1f}, "
+                     f"{validation.high:+.1f}] ({test.n} paired seeds).")
     return lines
 
 

@@ -293,6 +293,34 @@ def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
                            "layers), against random candidates +6.0")
 
 
+def test_the_decoder_rule_line_pairs_it_with_the_earlier_taps_and_says_if_held_out(tmp_path):
+    from report import decoder_rule_sentences
+
+    def record(regime, arm, seed, test, val):
+        return {"regime": regime, "arm": arm, "seed": seed, "family": "unet",
+                "baseline": False, "test": {"mIoU": test}, "val": [0.1, val]}
+
+    runs = {regime: [record(regime, arm, seed, base + seed / 100, base + 0.01 + seed / 200)
+                     for seed in range(3)
+                     for arm, base in (("default-auto", 0.6), ("default-depth-spread", 0.55))]
+            for regime in ("unet-digits64", "unet-convnext-digits64")}
+    chosen, held_out = decoder_rule_sentences(runs, minimum=3)
+    assert chosen == ("- U-Net (smp, ResNet-10-T), where the rule was chosen: the decoder's "
+                      "scale outputs against the depth-spread taps +5.0 test mIoU [+5.0, +5.0] "
+                      "and +5.0 validation [+5.0, +5.0] (3 paired seeds).")
+    assert held_out.startswith("- U-Net (smp, ConvNeXt-atto), held out from the rule's choice: ")
+    assert decoder_rule_sentences(runs) == []  # fewer than 8 paired seeds
+
+
+def test_the_readme_says_what_the_decoder_rule_is_worth_where_it_is_measured():
+    from report import decoder_rule_sentences
+
+    sentences = decoder_rule_sentences(load_records(EXPERIMENTS.parents[1] / "docs" / "results"))
+    assert sentences  # unet-digits64 has 8 paired seeds of both
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
+    assert [line for line in sentences if line not in readme] == []
+
+
 def test_renaming_an_arm_changes_its_name_and_nothing_it_measured(tmp_path):
     from rename_arm import rename
 
