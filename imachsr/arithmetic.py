@@ -60,7 +60,8 @@ def adapter_arithmetic(scheme: IMacHSR, example_inputs: Any) -> AdapterArithmeti
     the first axis of its first tensor, divided by its size).
 
     The scheme and its model are put back exactly as they were (training flags, batch-norm
-    statistics, every random-number state): the count runs them once without gradients.
+    statistics, every random-number state): without gradients, the model runs twice (the first
+    call settles any retrace for the example's shapes, the second is counted), each adapter once.
     """
     parameter = next(scheme.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
