@@ -130,9 +130,20 @@ def family_table(regimes: dict[str, list[dict]]) -> list[str]:
         for arm, reference in FAMILY_COLUMNS:
             runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
             difference = _against(runs, by_arm.get(reference, {}), _test_miou)
-            cells.append(f"{_interval(difference)} {difference.verdict}" if difference else "—")
+            if difference and _same_taps(by_arm, arm, reference):
+                cells.append("the same taps")
+            else:
+                cells.append(f"{_interval(difference)} {difference.verdict}" if difference else "—")
         lines.append(f"| {records[0]['family']} | `{regime}` | " + " | ".join(cells) + " |")
     return lines
+
+
+def _same_taps(by_arm: dict[str, dict[int, dict]], arm: str, reference: str) -> bool:
+    """Whether two tapped arms trained on the same layers in every run (then their difference
+    is no comparison of tap choices)."""
+    taps = [{tuple(r.get("taps") or ()) for r in by_arm.get(name, {}).values()}
+            for name in (arm, reference)]
+    return taps[0] == taps[1] and () not in taps[0]
 
 
 def regime_table(records: list[dict], default_arm: str | None = None) -> list[str]:
@@ -379,10 +390,8 @@ def tap_choice_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> li
             return f"{difference.mean:+.1f} [{difference.low:+.1f}, {difference.high:+.1f}]"
 
         n = pairs[("default-auto", "default-expert")].n
-        auto_taps, expert_taps = ({tuple(r.get("taps") or ()) for r in by_arm[arm].values()}
-                                  for arm in ("default-auto", "default-expert"))
-        same = auto_taps == expert_taps and () not in auto_taps
-        against_expert = ("automatic taps are the expert's (the same layers)" if same else
+        against_expert = ("automatic taps are the expert's (the same layers)"
+                          if _same_taps(by_arm, "default-auto", "default-expert") else
                           "automatic taps against an expert's "
                           f"{short(pairs[('default-auto', 'default-expert')])}")
         lines.append(

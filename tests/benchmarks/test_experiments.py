@@ -293,6 +293,24 @@ def test_tap_choice_lines_need_every_comparison_paired(tmp_path):
                            "layers), against random candidates +6.0")
 
 
+def test_the_family_table_says_when_two_arms_trained_on_the_same_taps():
+    from report import family_table
+
+    def record(arm, seed, miou, taps):
+        return {"arm": arm, "seed": seed, "family": "unet", "baseline": arm == "output-only",
+                "test": {"mIoU": miou + seed / 100}, "taps": list(taps)}
+
+    def row(expert_taps):
+        runs = [record(arm, seed, miou, taps) for seed in range(3) for arm, miou, taps in
+                (("output-only", 0.5, ()), ("default-auto", 0.6, ("a", "b")),
+                 ("default-expert", 0.6, expert_taps))]
+        header, rule, line = family_table({"unet-digits64": runs})
+        return line.split(" | ")[header.split(" | ").index("default-auto vs default-expert")]
+
+    assert row(("a", "b")) == "the same taps"
+    assert row(("a", "c")) == "+0.00 [+0.00, +0.00] (n=3) within noise"
+
+
 def test_the_decoder_rule_line_pairs_it_with_the_earlier_taps_and_says_if_held_out(tmp_path):
     from report import decoder_rule_sentences
 
