@@ -4,9 +4,11 @@ models, per image, on maps and on pooled tokens, with the scheme left exactly as
 from __future__ import annotations
 
 import pytest
+import torch
 from support import TinySegmenter, TorchEncoderViT, assert_same, snapshot
 from torch import nn
 
+import tapfinder
 from imachsr import AdapterArithmetic, IMacHSR, adapter_arithmetic
 
 
@@ -38,6 +40,27 @@ def test_a_narrower_head_counts_less() -> None:
         _convolution(16, 4, 3, 16) + _convolution(4, 3, 1, 16))
     assert adapter_arithmetic(narrow, (2, 3, 16, 16)).ratio < adapter_arithmetic(
         wide, (2, 3, 16, 16)).ratio
+
+
+class RootBranchSegmenter(TinySegmenter):
+    """fx cannot trace its root: the scheme reads module taps with forward hooks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 10:
+            x = x / 2
+        return super().forward(x)
+
+
+def test_module_taps_read_by_hooks_are_counted_the_same() -> None:
+    with pytest.warns(tapfinder.EagerGraphWarning):
+        hooked = IMacHSR(RootBranchSegmenter(classes=3), 3, example_inputs=(2, 3, 16, 16),
+                         taps=["stem", "down"])
+    traced = IMacHSR(TinySegmenter(classes=3), 3, example_inputs=(2, 3, 16, 16),
+                     taps=["stem.2", "down.2"])
+    assert hooked.tapped.uses_hooks
+    by_hooks, by_trace = (adapter_arithmetic(s, (2, 3, 16, 16)) for s in (hooked, traced))
+    assert by_hooks.model == by_trace.model
+    assert list(by_hooks.adapters.values()) == list(by_trace.adapters.values())
 
 
 def test_token_taps_of_a_classifier_are_counted_after_pooling() -> None:
