@@ -3,7 +3,8 @@
 What this shows, in order:
 
 1. a small segmentation network of your own (any ``nn.Module`` works);
-2. ``imachsr.IMacHSR`` wrapping it: tapfinder picks the taps, small heads are attached;
+2. ``imachsr.IMacHSR`` wrapping it: tapfinder picks the taps, small heads are attached, and
+   ``imachsr.adapter_arithmetic`` says what they add to each step;
 3. your loop: ``scheme(images, labels)`` returns the loss to back-propagate (the output's
    cross-entropy plus the taps' terms at constant weights);
 4. the trained weights saved from ``scheme.model`` load into a fresh instance of *your* class:
@@ -104,6 +105,9 @@ def main() -> None:
     model = TinySegmenter(num_classes)
     scheme = imachsr.IMacHSR(model, num_classes, example_inputs=(2, 3, size, size))
     print("taps:", ", ".join(scheme.taps))  # where tapfinder put the supervision
+    # What the heads add to each step, before paying it: a head on a wide, fine tap can cost
+    # more than the model (narrow it with head_width=, or pick another tap).
+    print(imachsr.adapter_arithmetic(scheme, example_inputs=(8, 3, size, size)).summary())
 
     train_loader, val_loader = loaders(size, train_length, batch_size=8)
     optimizer = torch.optim.Adam(scheme.parameters(), lr=2e-3)  # model and heads together
