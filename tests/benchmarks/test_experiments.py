@@ -311,6 +311,24 @@ def test_the_family_table_says_when_two_arms_trained_on_the_same_taps():
     assert row(("a", "c")) == "+0.00 [+0.00, +0.00] (n=3) within noise"
 
 
+def test_the_quoted_head_arithmetic_is_of_the_recorded_taps():
+    """The README's per-family price of the heads comes from adapter_arithmetic.py's table,
+    counted on the taps the default-auto runs trained on."""
+    results = EXPERIMENTS.parents[1] / "docs" / "results"
+    rows = json.loads((results / "adapter_arithmetic_digits64.json").read_text())
+    records = load_records(results)
+    readme = " ".join((EXPERIMENTS.parents[1] / "README.md").read_text().split())
+    for row in rows:
+        trained = {tuple(r["taps"]) for r in records[row["regime"]] if r["arm"] == "default-auto"}
+        assert trained == {tuple(row["adapter_gflops"])}, row["regime"]
+    quoted = {"unet-digits64": "U-Net", "convnext-fpn-digits64": "ConvNeXt-FPN",
+              "pvt-fpn-digits64": "PVTv2-FPN", "deeplabv3plus-digits64": "DeepLabV3+",
+              "hf-segformer-digits64": "SegFormer"}
+    for row in rows:
+        if row["regime"] in quoted:
+            assert f"{quoted[row['regime']]} {row['ratio']:.2f}x" in readme, row["regime"]
+
+
 def test_the_decoder_rule_line_pairs_it_with_the_earlier_taps_and_says_if_held_out(tmp_path):
     from report import decoder_rule_sentences
 
