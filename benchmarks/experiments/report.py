@@ -266,6 +266,13 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
                   "scale outputs, its automatic taps there, against the taps spread over the "
                   "depth that it chose before; paired 95% intervals; the README quotes these "
                   "lines):", "", *decoder_rule, ""]
+    estimators = estimator_sentences(regimes)
+    if any(line.startswith("Verdict") for line in estimators):
+        lines += ["## Heterogeneous tap losses (issue 24)", "",
+                  "Each the default with its tap term changed, against the default (paired "
+                  "differences in mIoU points, 95% intervals). A loss would replace the paper's "
+                  "form if better beyond noise on validation in two regimes and worse in none.",
+                  "", *estimators, ""]
     ablations = ablation_sections(regimes)
     if ablations:
         lines += ["## The paper's ablations", "",
@@ -501,6 +508,58 @@ def ablation_sections(regimes: dict[str, list[dict]]) -> list[str]:
                 lines.append(f"| {arm} | {label} | {len(runs)} | {mean:.2f} | "
                              + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+# The heterogeneous tap losses of issue 24, each the default with one tap term changed.
+ESTIMATOR_ARMS = {
+    "joint-batch-auto": "the joint MI over the batch (`mi='joint-batch'`)",
+    "rmi-auto": "region MI beside cross-entropy (`mi='rmi'`)",
+    "contrast-auto": "pixel contrast beside cross-entropy (`mi='contrast'`)",
+}
+
+
+def _regime_name(regime: str) -> str:
+    return FAMILY_REGIMES.get(regime, f"`{regime}`")
+
+
+def estimator_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> list[str]:
+    """Issue 24's verdict on each heterogeneous tap loss against the default (the paper's Eq. 1
+    as each tap's cross-entropy): per regime with ``minimum`` paired seeds of both, the paired
+    validation and test differences; the loss replaces the default where it is better beyond
+    noise on validation in two regimes or more and worse in none. Once any is measured, a last
+    line gives the verdict: which replaced it, that none did (each measured in two regimes), or
+    that it waits."""
+    lines, winners, regimes_measured = [], [], []
+    for arm, name in ESTIMATOR_ARMS.items():
+        measured = []
+        for regime, records in regimes.items():
+            default = {r["seed"]: r for r in records if r["arm"] == "default-auto"}
+            runs = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
+            validation = _against(runs, default, _last_val_miou)
+            test = _against(runs, default, _test_miou)
+            if validation is not None and test is not None and validation.n >= minimum:
+                measured.append((regime, validation, test))
+        regimes_measured.append(len(measured))
+        if not measured:
+            lines.append(f"- {name}: not yet measured at {minimum} paired seeds.")
+            continue
+        parts = "; ".join(
+            f"{_regime_name(regime)}: validation {_interval(validation)}, test {_interval(test)}"
+            for regime, validation, test in measured)
+        better = sum(validation.verdict == "better" for _, validation, _ in measured)
+        worse = sum(validation.verdict == "worse" for _, validation, _ in measured)
+        replaces = better >= 2 and worse == 0
+        winners += [name] if replaces else []
+        lines.append(f"- {name} against the default: {parts}. Better on validation beyond noise "
+                     f"in {better} of {len(measured)} regimes, worse in {worse}: "
+                     + ("it replaces the paper's form." if replaces else "the default stands."))
+    if winners:
+        lines.append(f"Verdict: {' and '.join(winners)} beat the paper's cross-entropy form.")
+    elif min(regimes_measured) >= 2:
+        lines.append("Verdict: no heterogeneous loss beat the paper's cross-entropy form here.")
+    elif max(regimes_measured):
+        lines.append("Verdict: not yet, until each loss is measured in two regimes.")
     return lines
 
 

@@ -329,6 +329,34 @@ def test_the_quoted_head_arithmetic_is_of_the_recorded_taps():
             assert f"{quoted[row['regime']]} {row['ratio']:.2f}x" in readme, row["regime"]
 
 
+def test_a_heterogeneous_loss_replaces_the_default_only_when_better_on_validation_twice():
+    from report import estimator_sentences
+
+    def runs(regime, arm, val, seeds=3):
+        return [{"regime": regime, "arm": arm, "seed": seed, "test": {"mIoU": val},
+                 "val": [0.1, val + seed / 1000]} for seed in range(seeds)]
+
+    def regimes(rmi_gains):  # rmi-auto's validation gain over the default, per regime
+        return {regime: runs(regime, "default-auto", 0.5) + runs(regime, "rmi-auto", 0.5 + gain)
+                + runs(regime, "joint-batch-auto", 0.49) + runs(regime, "contrast-auto", 0.5)
+                for regime, gain in zip(("deeplabv3plus-digits64", "convnext-fpn-digits64"),
+                                        rmi_gains)}
+
+    joint, rmi, contrast, verdict = estimator_sentences(regimes((0.02, 0.01)), minimum=3)
+    assert rmi.startswith("- region MI beside cross-entropy (`mi='rmi'`) against the default: "
+                          "DeepLabV3+ (smp, ResNet-10-T): validation +2.00 [+2.00, +2.00] (n=3)")
+    assert rmi.endswith("in 2 of 2 regimes, worse in 0: it replaces the paper's form.")
+    assert joint.endswith("worse in 2: the default stands.")
+    assert verdict == "Verdict: region MI beside cross-entropy (`mi='rmi'`) beat the paper's " \
+                      "cross-entropy form."
+    *_, verdict = estimator_sentences(regimes((0.02, 0.0)), minimum=3)
+    assert verdict == "Verdict: no heterogeneous loss beat the paper's cross-entropy form here."
+    *_, verdict = estimator_sentences(regimes((0.02,)), minimum=3)  # one regime each so far
+    assert verdict == "Verdict: not yet, until each loss is measured in two regimes."
+    assert all(line.endswith("not yet measured at 8 paired seeds.")
+               for line in estimator_sentences(regimes((0.02, 0.01))))
+
+
 def test_the_decoder_rule_line_pairs_it_with_the_earlier_taps_and_says_if_held_out(tmp_path):
     from report import decoder_rule_sentences
 
