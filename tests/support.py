@@ -215,6 +215,48 @@ class TinyUNet(nn.Module):
         return self.head(x)
 
 
+class FusionBlock(nn.Module):
+    """A DPT fusion block: the skip, refined, is added to the coarser fused map; a convolution
+    on the sum, an upsampling and a 1x1 projection, which the next block's sum reads."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.refine = ConvBlock(width, width)
+        self.body = ConvBlock(width, width)
+        self.project = nn.Conv2d(width, width, 1)
+
+    def forward(self, skip: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.refine(skip)
+        if previous is not None:
+            x = x + previous
+        x = nn.functional.interpolate(self.body(x), scale_factor=2.0)
+        return self.project(x)
+
+
+class TinyDPT(nn.Module):
+    """Four scales down, each brought to one width, then fusion blocks from the coarsest:
+    a U-shaped decoder whose joins are sums with the decoder's own path as the deeper input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        widths = [8, 16, 32, 64]
+        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        self.reassemble = nn.ModuleList([nn.Conv2d(w, 16, 1) for w in widths])
+        self.fusion = nn.ModuleList([FusionBlock(16) for _ in widths])
+        self.head = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = []
+        for stage, reassemble in zip(self.down, self.reassemble):
+            x = stage(x)
+            features.append(reassemble(x))
+        fused = None
+        for block, feature in zip(self.fusion, features[::-1]):
+            fused = block(feature, fused)
+        return self.head(fused)
+
+
 class TinyFPN(nn.Module):
     """An FPN: top-down sums with nothing computed on them before the next one, then one
     convolution per level and a merge."""

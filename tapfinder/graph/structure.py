@@ -388,8 +388,9 @@ def decoder_scales(arch: ArchGraph) -> list[str]:
     such blocks count, and the last one at each stride stands for the stride. A network is
     U-shaped when these lie at three or more strides, finer and finer in execution order: its
     decoder climbs back through the scales its encoder went down. An FPN (its top-down sums have
-    no layer after them), DeepLabV3+ (one fusion), LinkNet (its skip sums lie outside its
-    decoder blocks) and SegFormer (one fusion) are not; nor is an encoder (its blocks' strides
+    no layer after them), DeepLabV3+ (one fusion), LinkNet (its decoder blocks end at their
+    skip sums: nothing computes on the join inside the block) and SegFormer (one fusion) are
+    not; nor is an encoder (its blocks' strides
     grow).
     """
     members: dict[str, list[str]] = defaultdict(list)

@@ -17,7 +17,9 @@ and structure only (never model names):
   path; the sum itself is the tap;
 - **a residual branch's end**: the node's one consumer adds it to an input that passed fewer
   layers (``x + f(x)``, ``P(x) + f(x)``): a ViT's attention or MLP output before its sum, a
-  ResNet block's last norm, an FPN's upsampled top-down map; the sum is the tap;
+  ResNet block's last norm, an FPN's upsampled top-down map; the sum is the tap. A U-shaped
+  decoder's scale output (:func:`decoder_scales`) is not one although the next scale's sum
+  adds a shallower skip to it (DPT's fusion blocks): it is the decoder's own path;
 - **inside a residual unit**: a node that a residual sum bypasses
   (:func:`residual_interiors`): a ResNet block's first convolution
   and activation, its projection shortcut's pooling, a transformer MLP's hidden layer; the
@@ -44,7 +46,7 @@ from ..graph.node_kinds import (
     norm_kind,
     tensor_inputs,
 )
-from ..graph.structure import attention_interior, input_batch, residual_interiors
+from ..graph.structure import attention_interior, decoder_scales, input_batch, residual_interiors
 
 __all__ = ["guard_violations"]
 
@@ -79,7 +81,8 @@ def guard_violations(arch: ArchGraph, node: str, interior: set[str] | None = Non
     reader, consumer = _consumer(arch, node)
     if consumer is not None and _is_shortcut_into(arch, reader, consumer):
         violations.append("a shortcut into a residual sum")
-    if consumer is not None and _is_branch_end(arch, reader, consumer):
+    if (consumer is not None and _is_branch_end(arch, reader, consumer)
+            and node not in decoder_scales(arch)):
         violations.append("a residual branch's end, before its sum")
     if node in residual:
         violations.append(f"inside a residual unit (its sum {residual[node]} is the tap)")

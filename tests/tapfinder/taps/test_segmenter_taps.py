@@ -80,7 +80,7 @@ def test_the_scales_of_a_u_shaped_decoder_are_all_decoder_blocks(spec):
                                   and not s.startswith(("smp:Unet:", "smp:UnetPlusPlus"))])
 def test_other_segmenters_have_no_u_shaped_decoder(spec):
     """FPN and UPerNet (nothing computed on their top-down sums), DeepLabV3+ and PSPNet (one
-    fusion), LinkNet (its skip sums lie outside its decoder blocks), SegFormer: their taps
+    fusion), LinkNet (its decoder blocks end at their skip sums), SegFormer: their taps
     spread over the depth."""
     arch, _ = default_taps(spec)
     assert decoder_scales(arch) == []
@@ -101,3 +101,18 @@ def test_a_mid_block_node_and_a_projection_shortcut_name_the_sum_that_is_their_t
     sum_of_layer3 = "inside a residual unit (its sum add_2 is the tap)"
     assert sum_of_layer3 in guard_violations(arch, "encoder_model_layer3_0_act1")
     assert sum_of_layer3 in guard_violations(arch, "encoder_model_layer3_0_downsample_0")
+
+
+def test_smp_dpt_taps_its_three_finest_fusion_outputs():
+    """Each DPT fusion block's projection is summed onto the next scale's skip: still the
+    decoder's path, so all three taps are its scales (before, the branch-end guard kept two off)."""
+    from imachsr.train import build_model_for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.device("meta"):
+            model = build_model_for("smp:DPT:tu-vit_tiny_patch16_224", 11)
+        arch = tapfinder.trace(model, (1, 3, 224, 224))
+    taps = tapfinder.select_taps(arch, k=3)
+    assert [tap.module for tap in taps] == [f"decoder.fusion_blocks.{i}.project" for i in (1, 2, 3)]
+    assert all(guard_violations(arch, tap.node) == [] for tap in taps)

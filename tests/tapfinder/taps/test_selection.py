@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tapfinder
-from tapfinder.graph.structure import base_distance
+from tapfinder.graph.structure import base_distance, decoder_scales
 from tapfinder.taps.candidates import find_candidates
 from tapfinder.taps.quality import tap_quality
 from tapfinder.taps.selection import select_taps
@@ -338,3 +338,15 @@ def test_a_u_net_taps_its_decoder_scales_finest_first_and_spreads_what_is_left()
     # The paper's position policies keep their meaning: depths, not decoder scales.
     assert all(t.depth <= 0.5 for t in select_taps(arch, k=3, position="input"))
 
+
+
+def test_a_dpt_decoder_taps_its_fusion_outputs_though_the_next_scale_sums_onto_them():
+    """A DPT fusion block's projection is read by the next block's sum, beside a skip that
+    passed fewer layers: a residual branch's end by that test alone, but the decoder's own path."""
+    from support import TinyDPT
+
+    arch = tapfinder.trace(TinyDPT(), (2, 3, 32, 32))
+    projections = [f"fusion.{i}.project" for i in (1, 2, 3)]  # fusion.0 joins nothing
+    assert [arch[node]["module"] for node in decoder_scales(arch)] == projections
+    assert [t.module for t in select_taps(arch, k=3)] == projections
+    assert all("a decoder scale output" in t.explain() for t in select_taps(arch, k=3))
