@@ -174,6 +174,17 @@ class TinySegmenter(nn.Module):
         return F.interpolate(self.head(self.down(self.stem(x))), size=x.shape[-2:], mode="bilinear")
 
 
+ENCODER_WIDTHS = (8, 16, 32, 64)
+
+
+def four_scale_encoder() -> nn.ModuleList:
+    """Stages at strides 1, 2, 4 and 8 with ENCODER_WIDTHS channels: the encoder of the tiny
+    U-Net, DPT and FPN below."""
+    widths = ENCODER_WIDTHS
+    return nn.ModuleList([ConvBlock(3, widths[0])] + [
+        nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+
+
 class UpBlock(nn.Module):
     """A U-Net decoder block: upsample, join the skip, two convolutions on the join."""
 
@@ -197,9 +208,8 @@ class TinyUNet(nn.Module):
 
     def __init__(self, levels: int = 3, join: str = "cat") -> None:
         super().__init__()
-        widths = [8, 16, 32, 64]
-        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
-            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        widths = ENCODER_WIDTHS
+        self.down = four_scale_encoder()
         self.up = nn.ModuleList([UpBlock(widths[i + 1], widths[i], widths[i], join)
                                  for i in reversed(range(3))][:levels])
         self.head = nn.Conv2d(widths[3 - levels], 5, 1)
@@ -239,9 +249,8 @@ class TinyDPT(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        widths = [8, 16, 32, 64]
-        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
-            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        widths = ENCODER_WIDTHS
+        self.down = four_scale_encoder()
         self.reassemble = nn.ModuleList([nn.Conv2d(w, 16, 1) for w in widths])
         self.fusion = nn.ModuleList([FusionBlock(16) for _ in widths])
         self.head = nn.Conv2d(16, 5, 1)
@@ -263,9 +272,8 @@ class TinyFPN(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        widths = [8, 16, 32, 64]
-        self.down = nn.ModuleList([ConvBlock(3, 8)] + [
-            nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+        widths = ENCODER_WIDTHS
+        self.down = four_scale_encoder()
         self.lateral = nn.ModuleList([nn.Conv2d(w, 16, 1) for w in widths])
         self.smooth = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1) for _ in widths])
         self.head = nn.Conv2d(16, 5, 1)
