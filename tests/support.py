@@ -5,6 +5,8 @@ the path through ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -180,9 +182,8 @@ ENCODER_WIDTHS = (8, 16, 32, 64)
 def four_scale_encoder() -> nn.ModuleList:
     """Stages at strides 1, 2, 4 and 8 with ENCODER_WIDTHS channels: the encoder of the tiny
     U-Net, DPT and FPN below."""
-    widths = ENCODER_WIDTHS
-    return nn.ModuleList([ConvBlock(3, widths[0])] + [
-        nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in zip(widths, widths[1:])])
+    return nn.ModuleList([ConvBlock(3, ENCODER_WIDTHS[0])] + [
+        nn.Sequential(nn.MaxPool2d(2), ConvBlock(a, b)) for a, b in pairwise(ENCODER_WIDTHS)])
 
 
 class UpBlock(nn.Module):
