@@ -250,7 +250,8 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
     sentences = family_sentences(regimes)
     if sentences:
         lines += ["The default with automatic taps, family by family at the demo's settings "
-                  "(the README quotes these lines):", "", *sentences, ""]
+                  "(DigitCanvas 64x64) and on ShapeScenes 128x128 where named (the README "
+                  "quotes these lines):", "", *sentences, ""]
     matched = time_matched_sentences(regimes)
     if matched:
         lines += ["Whether the gain is more than time (the default against output-only given "
@@ -319,7 +320,8 @@ def _devices(records: list[dict]) -> str:
     return ", ".join(f"{device} ({count} runs)" for device, count in counts.items())
 
 # The regimes whose verdicts the README states, one sentence per family: each family at the
-# demo's own settings (DigitCanvas 64x64, 1,024 images, 8 epochs), and how to name it.
+# demo's own settings (DigitCanvas 64x64, 1,024 images, 8 epochs), a second U-Net, and two
+# families on ShapeScenes; and how to name them.
 FAMILY_REGIMES = {
     "deeplabv3plus-digits64": "DeepLabV3+ (smp, ResNet-10-T)",
     "unet-digits64": "U-Net (smp, ResNet-10-T)",
@@ -327,6 +329,9 @@ FAMILY_REGIMES = {
     "convnext-fpn-digits64": "ConvNeXt-atto with an FPN decoder (smp)",
     "hf-segformer-digits64": "SegFormer (Hugging Face, MiT-b0)",
     "unet-convnext-digits64": "U-Net (smp, ConvNeXt-atto)",
+    # The harder data set: ShapeScenes at 128x128.
+    "unet-scenes128": "U-Net (smp, ResNet-10-T) on ShapeScenes",
+    "convnext-fpn-scenes128": "ConvNeXt-atto with an FPN decoder (smp) on ShapeScenes",
 }
 # Regimes whose model played no part in choosing the decoder-scale rule for U-shaped networks
 # (it was chosen on validation on ``unet-digits64``): there its worth is a test, not a fit.

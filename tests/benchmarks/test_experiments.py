@@ -241,6 +241,18 @@ def test_the_readme_says_whether_the_gain_is_more_than_time():
     assert [line for line in sentences if line not in readme] == []
 
 
+def test_the_shapescenes_families_get_their_own_line_once_measured():
+    from report import family_sentences
+
+    runs = [{"arm": arm, "seed": seed, "baseline": arm == "output-only",
+             "test": {"mIoU": miou + seed / 100}}
+            for seed in range(8) for arm, miou in (("output-only", 0.3), ("default-auto", 0.32))]
+    (line,) = family_sentences({"convnext-fpn-scenes128": runs})
+    assert line == ("- ConvNeXt-atto with an FPN decoder (smp) on ShapeScenes: helps, +2.0 test "
+                    "mIoU [+2.0, +2.0] over output-only (8 paired seeds).")
+    assert family_sentences({"unet-scenes128": runs[:8]}) == []  # 4 paired seeds
+
+
 def test_the_readme_says_for_each_family_what_the_default_did():
     """One line per family with 8 paired seeds: helps / within noise / hurts, as the records say."""
     from report import family_sentences
