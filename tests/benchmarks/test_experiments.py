@@ -241,6 +241,15 @@ def test_the_readme_says_whether_the_gain_is_more_than_time():
     assert [line for line in sentences if line not in readme] == []
 
 
+def test_the_readme_states_the_heterogeneous_losses_verdict_once_there_is_one():
+    from report import estimator_sentences
+
+    lines = estimator_sentences(load_records(EXPERIMENTS.parents[1] / "docs" / "results"))
+    readme = (EXPERIMENTS.parents[1] / "README.md").read_text()
+    if any(line.startswith("Verdict") for line in lines):
+        assert [line for line in lines if line not in readme] == []
+
+
 def test_the_shapescenes_families_get_their_own_line_once_measured():
     from report import family_sentences
 
