@@ -22,7 +22,7 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,13 +276,16 @@ def render(regimes: dict[str, list[dict]], figures: Path, preamble: str = "",
                   "", *estimators, ""]
     ablations = ablation_sections(regimes)
     if ablations:
+        summary = ablation_sentences(regimes)
         lines += ["## The paper's ablations", "",
                   "Each ablation moves one option of the default; the differences are the "
                   "other arms minus the arm the paper favours (test and last validation mIoU "
                   "points, paired seeds). The verdict reads the test differences with 8 paired "
                   "seeds: reproduced (the paper's choice better than each alternative it "
                   "names beyond noise), refuted (one of them better beyond noise) or within "
-                  "noise.", "", *ablations]
+                  "noise.", ""]
+        lines += ["In short (the README quotes these lines):", "", *summary, ""] if summary else []
+        lines += ablations
     for regime, records in regimes.items():
         first = records[0]
         config = first.get("config", {})
@@ -480,39 +483,67 @@ def ablation_verdict(differences: Sequence[PairedDifference | None], minimum: in
     return "within noise"
 
 
-def ablation_sections(regimes: dict[str, list[dict]]) -> list[str]:
-    """Per regime that ran an ablation's own arms (those no other ablation shares): a table of
-    each arm's test mIoU and its paired test and validation differences to the arm the paper
-    favours, and the verdict on the paper's claim (test mIoU, 8 paired seeds)."""
-    lines: list[str] = []
+def _ablation_runs(regimes: dict[str, list[dict]]
+                   ) -> Iterator[tuple[Ablation, str, dict[str, dict[int, dict]], str]]:
+    """Each ablation in each regime that ran its own arms (those no other ablation shares):
+    the ablation, the regime, its runs by arm and seed, and the verdict on the paper's claim."""
     for ablation in ABLATIONS:
+        shared = {arm for other in ABLATIONS if other is not ablation for arm, _ in other.arms}
         for regime, records in regimes.items():
             by_arm: dict[str, dict[int, dict]] = {}
             for record in records:
                 by_arm.setdefault(record["arm"], {})[record["seed"]] = record
-            shared = {arm for other in ABLATIONS if other is not ablation
-                      for arm, _ in other.arms}
             if not any(arm in by_arm for arm, _ in ablation.arms if arm not in shared):
                 continue
             winner = by_arm.get(ablation.winner, {})
             verdict = ablation_verdict([_against(list(winner.values()), by_arm.get(loser, {}),
                                                  _test_miou) for loser in ablation.losers])
-            lines += [f"### {ablation.name}, `{regime}`", "",
-                      f"The paper: {ablation.claim}. Here: **{verdict}**.", "",
-                      "| arm | setting | seeds | test mIoU | test vs the paper's choice (95% CI) "
-                      "| val vs the paper's choice (95% CI) |", "|---|---|---|---|---|---|"]
-            for arm, label in ablation.arms:
-                runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
-                if not runs:
-                    lines.append(f"| {arm} | {label} | 0 | — | — | — |")
-                    continue
-                mean = statistics.fmean(_test_miou(r) * 100 for r in runs)
-                cells = ["—", "—"] if arm == ablation.winner else [
-                    _interval(d) if (d := _against(runs, winner, value)) else "—"
-                    for value in (_test_miou, _last_val_miou)]
-                lines.append(f"| {arm} | {label} | {len(runs)} | {mean:.2f} | "
-                             + " | ".join(cells) + " |")
-            lines.append("")
+            yield ablation, regime, by_arm, verdict
+
+
+def ablation_sentences(regimes: dict[str, list[dict]]) -> list[str]:
+    """One line per measured ablation and regime (the README quotes them): the paper's claim,
+    the verdict and each other setting's paired test difference to the paper's choice."""
+    lines = []
+    for ablation, regime, by_arm, verdict in _ablation_runs(regimes):
+        if verdict == "not yet measured":
+            continue
+        winner = by_arm[ablation.winner]
+        labels = dict(ablation.arms)
+        differences = ", ".join(
+            f"{label} {d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}]"
+            for arm, label in ablation.arms if arm != ablation.winner
+            if (d := _against(sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"]),
+                              winner, _test_miou)) is not None)
+        lines.append(f"- {ablation.name} ({_regime_name(regime)}): the paper finds that "
+                     f"{ablation.claim}; here {verdict}. Test mIoU against "
+                     f"{labels[ablation.winner]}: {differences} ({len(winner)} seeds).")
+    return lines
+
+
+def ablation_sections(regimes: dict[str, list[dict]]) -> list[str]:
+    """Per regime that ran an ablation's own arms (those no other ablation shares): a table of
+    each arm's test mIoU and its paired test and validation differences to the arm the paper
+    favours, and the verdict on the paper's claim (test mIoU, 8 paired seeds)."""
+    lines: list[str] = []
+    for ablation, regime, by_arm, verdict in _ablation_runs(regimes):
+        winner = by_arm.get(ablation.winner, {})
+        lines += [f"### {ablation.name}, `{regime}`", "",
+                  f"The paper: {ablation.claim}. Here: **{verdict}**.", "",
+                  "| arm | setting | seeds | test mIoU | test vs the paper's choice (95% CI) "
+                  "| val vs the paper's choice (95% CI) |", "|---|---|---|---|---|---|"]
+        for arm, label in ablation.arms:
+            runs = sorted(by_arm.get(arm, {}).values(), key=lambda r: r["seed"])
+            if not runs:
+                lines.append(f"| {arm} | {label} | 0 | — | — | — |")
+                continue
+            mean = statistics.fmean(_test_miou(r) * 100 for r in runs)
+            cells = ["—", "—"] if arm == ablation.winner else [
+                _interval(d) if (d := _against(runs, winner, value)) else "—"
+                for value in (_test_miou, _last_val_miou)]
+            lines.append(f"| {arm} | {label} | {len(runs)} | {mean:.2f} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
