@@ -342,11 +342,18 @@ HELD_OUT_FROM_DECODER_RULE = {"unet-convnext-digits64"}
 _VERDICT_WORDS = {"better": "helps", "within noise": "within noise", "worse": "hurts"}
 
 
+def _paired(records: list[dict], arm: str, reference: str,
+            value=_test_miou) -> PairedDifference | None:
+    """``arm`` against ``reference`` in one regime's records: the paired difference of
+    ``value`` over the seeds both ran."""
+    by_seed = {r["seed"]: r for r in records if r["arm"] == reference}
+    runs = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
+    return _against(runs, by_seed, value)
+
+
 def _default_against(records: list[dict], reference: str) -> PairedDifference | None:
     """The default with automatic taps against the ``reference`` arm: paired test mIoU."""
-    by_seed = {r["seed"]: r for r in records if r["arm"] == reference}
-    runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
-    return _against(runs, by_seed, _test_miou)
+    return _paired(records, "default-auto", reference)
 
 
 def family_sentences(regimes: dict[str, list[dict]]) -> list[str]:
@@ -425,10 +432,8 @@ def decoder_rule_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> 
     lines = []
     for regime, name in FAMILY_REGIMES.items():
         records = regimes.get(regime, [])
-        by_seed = {r["seed"]: r for r in records if r["arm"] == "default-depth-spread"}
-        runs = sorted((r for r in records if r["arm"] == "default-auto"), key=lambda r: r["seed"])
-        test = _against(runs, by_seed, _test_miou)
-        validation = _against(runs, by_seed, _last_val_miou)
+        test = _paired(records, "default-auto", "default-depth-spread")
+        validation = _paired(records, "default-auto", "default-depth-spread", _last_val_miou)
         if test is None or validation is None or test.n < minimum:
             continue
         where = ("held out from the rule's choice" if regime in HELD_OUT_FROM_DECODER_RULE
@@ -570,10 +575,8 @@ def estimator_sentences(regimes: dict[str, list[dict]], minimum: int = 8) -> lis
     for arm, name in ESTIMATOR_ARMS.items():
         measured = []
         for regime, records in regimes.items():
-            default = {r["seed"]: r for r in records if r["arm"] == "default-auto"}
-            runs = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
-            validation = _against(runs, default, _last_val_miou)
-            test = _against(runs, default, _test_miou)
+            validation = _paired(records, arm, "default-auto", _last_val_miou)
+            test = _paired(records, arm, "default-auto")
             if validation is not None and test is not None and validation.n >= minimum:
                 measured.append((regime, validation, test))
         regimes_measured.append(len(measured))
