@@ -12,7 +12,8 @@ structure (edges, shapes) included, where per-pixel cross-entropy sees each pixe
 
 As in the paper, both maps are first average-pooled by 3 (when the map is large enough), the
 covariances carry a small ridge ``EPSILON`` for stability, and the published objective mixes
-the bound with cross-entropy half and half (:data:`imachsr.losses` ``"eq1+rmi"``).
+the bound with cross-entropy half and half (the estimator ``mi="rmi"``, its share
+:data:`imachsr.losses.RMI_SHARE`).
 """
 
 from __future__ import annotations

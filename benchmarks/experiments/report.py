@@ -477,15 +477,17 @@ ABLATIONS = (
 def ablation_verdict(differences: Sequence[PairedDifference | None], minimum: int = 8) -> str:
     """The verdict on a claim that one arm beats each of several, from the paired differences
     winner minus each: "refuted" when any goes the other way beyond noise, "reproduced" when
-    every one is better beyond noise, "within noise" otherwise; "not yet measured" until each
-    has ``minimum`` paired seeds."""
+    every one is better beyond noise, "partly reproduced" when some are and the rest within
+    noise, "within noise" when none is; "not yet measured" until each has ``minimum`` paired
+    seeds."""
     if any(d is None or d.n < minimum for d in differences):
         return "not yet measured"
     if any(d.verdict == "worse" for d in differences):
         return "refuted"
-    if all(d.verdict == "better" for d in differences):
+    better = sum(d.verdict == "better" for d in differences)
+    if better == len(differences):
         return "reproduced"
-    return "within noise"
+    return "partly reproduced" if better else "within noise"
 
 
 def _ablation_runs(regimes: dict[str, list[dict]]
